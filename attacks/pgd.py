@@ -1,0 +1,159 @@
+"""Projected gradient descent (PGD) on the input, under L∞ or L2.
+
+Madry, Makelov, Schmidt, Tsipras & Vladu, "Towards Deep Learning Models Resistant to
+Adversarial Attacks", ICLR 2018. Starting from a random point of the ε-ball (or from x), take
+``steps`` ascent steps on the attack loss and project back after each:
+
+    x_{t+1} = Π_{B_ε(x) ∩ [0,1]^d} ( x_t + α · step(∇_x L(f(x_t), y)) )
+
+where step() is sign() under L∞ and g/‖g‖₂ under L2. With several restarts the attack keeps,
+per example, the iterate with the highest final loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from attacks.modes import MODEL_MODES, ModelMode, module_mode
+from attacks.threat_models import Norm, make_threat_model
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+"""``loss_fn(logits, target) -> (B,)`` per-example losses that the attack maximises."""
+
+
+def per_example_cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
+    """Cross-entropy of each example, in float32 even under autocast."""
+    return F.cross_entropy(logits.float(), target, reduction="none")
+
+
+def _normal_tensor(t: Tensor) -> Tensor:
+    """``t`` itself, or a copy usable by autograd when it was made under inference mode."""
+    return t.clone() if t.is_inference() else t
+
+
+class PGD:
+    """PGD attack under L∞ or L2, with random start and restarts.
+
+    Gradients are taken with ``torch.autograd.grad`` with respect to the input only, so the
+    model's parameter ``.grad`` fields are never touched; the model's train/eval flags are
+    restored afterwards; inputs stay on the device the caller put them on. The attack works
+    when called under ``torch.inference_mode()`` (Lightning's validation loop) and under
+    ``torch.autocast`` (bf16-mixed).
+
+    Args:
+        eps: radius of the threat model, in [0, 1] pixel units (ε ≤ 1 under L∞).
+        step_size: α, the length of each ascent step.
+        steps: number of ascent steps K (0 with ``random_start`` is uniform noise).
+        norm: "linf" or "l2".
+        random_start: start from a uniform point of the ball instead of x.
+        restarts: independent random starts; the worst case per example is kept.
+        model_mode: mode of the model during the attack: "eval" (BatchNorm on running
+            statistics, dropout off, as torchattacks and MadryLab's library do) or "train"
+            (batch statistics, and BatchNorm running statistics are updated by the attack's
+            forwards, as in Rice et al.'s training code).
+        seed: when set, random starts come from a private generator seeded with it on every
+            call: the same input gets the same start, and the global RNG streams are left
+            untouched (what evaluation wants). None draws from the global RNG (training).
+    """
+
+    def __init__(
+        self,
+        eps: float = 8 / 255,
+        step_size: float = 2 / 255,
+        steps: int = 10,
+        norm: Norm = "linf",
+        random_start: bool = True,
+        restarts: int = 1,
+        model_mode: ModelMode = "eval",
+        seed: int | None = None,
+    ) -> None:
+        self.threat = make_threat_model(norm, eps)
+        if not step_size > 0:
+            raise ValueError(f"step_size must be > 0, got {step_size}")
+        if int(steps) != steps or steps < 0:
+            raise ValueError(f"steps must be an integer >= 0, got {steps}")
+        if int(restarts) != restarts or restarts < 1:
+            raise ValueError(f"restarts must be an integer >= 1, got {restarts}")
+        if model_mode not in MODEL_MODES:
+            raise ValueError(f"model_mode must be one of {MODEL_MODES}, got {model_mode!r}")
+        self.eps = float(eps)
+        self.step_size = float(step_size)
+        self.steps = int(steps)
+        self.norm = norm
+        self.random_start = bool(random_start)
+        self.restarts = int(restarts)
+        self.model_mode = model_mode
+        self.seed = seed
+
+    def __repr__(self) -> str:
+        return (
+            f"PGD(norm={self.norm}, eps={self.eps:g}, step_size={self.step_size:g}, steps={self.steps}, "
+            f"random_start={self.random_start}, restarts={self.restarts}, model_mode={self.model_mode})"
+        )
+
+    def __call__(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+        """The adversarial example for cross-entropy at labels ``y``; see :meth:`perturb`."""
+        return self.perturb(model, x, y)
+
+    def perturb(self, model: nn.Module, x: Tensor, target: Tensor, loss_fn: LossFn | None = None) -> Tensor:
+        """Maximise ``loss_fn(model(x'), target)`` over x' in the threat model around ``x``.
+
+        Args:
+            model: any classifier taking images in [0, 1].
+            x: (B, C, H, W) clean inputs in [0, 1].
+            target: what ``loss_fn`` compares the logits with (labels for cross-entropy,
+                clean probabilities for TRADES' KL, ...).
+            loss_fn: per-example loss to maximise; cross-entropy by default.
+
+        Returns:
+            (B, C, H, W) adversarial inputs, detached, inside the ε-ball and [0, 1].
+        """
+        loss_fn = per_example_cross_entropy if loss_fn is None else loss_fn
+        if self.eps == 0.0 or (self.steps == 0 and not self.random_start):
+            return x.detach().clone()
+        with torch.inference_mode(False), torch.enable_grad(), module_mode(model, self.model_mode):
+            x = _normal_tensor(x).detach()
+            target = _normal_tensor(target).detach()
+            generator = None
+            if self.seed is not None:
+                generator = torch.Generator(device=x.device)
+                generator.manual_seed(self.seed)
+            best_x: Tensor | None = None
+            best_loss: Tensor | None = None
+            for _ in range(self.restarts):
+                x_adv = self._ascend(model, x, target, loss_fn, generator)
+                if self.restarts == 1:
+                    return x_adv
+                with torch.no_grad():
+                    loss = loss_fn(model(x_adv), target).float()
+                if best_x is None or best_loss is None:
+                    best_x, best_loss = x_adv, loss
+                    continue
+                better = loss > best_loss  # (B,)
+                best_loss = torch.where(better, loss, best_loss)
+                best_x = torch.where(better.view(-1, *([1] * (x.dim() - 1))), x_adv, best_x)
+            assert best_x is not None
+            return best_x
+
+    def _ascend(
+        self,
+        model: nn.Module,
+        x: Tensor,
+        target: Tensor,
+        loss_fn: LossFn,
+        generator: torch.Generator | None,
+    ) -> Tensor:
+        """One run of K projected ascent steps from a (random) start."""
+        x_adv = self.threat.random_init(x, generator) if self.random_start else x.clone()
+        for _ in range(self.steps):
+            x_adv.requires_grad_(True)
+            loss = loss_fn(model(x_adv), target)
+            # Summing per-example losses gives each example its own gradient; only the input's
+            # gradient is computed, the weights' .grad stay untouched.
+            (grad,) = torch.autograd.grad(loss.sum(), [x_adv])
+            x_adv = self.threat.project(x_adv.detach() + self.threat.step(grad, self.step_size), x)
+        return x_adv.detach()

@@ -1,0 +1,46 @@
+"""Record the resolved configuration with the run it produced.
+
+LightningCLI's own ``SaveConfigCallback`` writes ``config.yaml`` to ``trainer.log_dir``, which
+for the W&B logger is the shared save directory, so a second run refuses to start. This one
+writes into the run's own folder (the W&B run's ``files/`` folder, or the CSV/TensorBoard
+version folder) and logs the resolved config through every logger, so it appears as the W&B
+run's config. It runs on rank zero only and needs no collective call.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import yaml
+from pytorch_lightning import LightningModule, Trainer
+from pytorch_lightning.cli import SaveConfigCallback
+from pytorch_lightning.loggers import WandbLogger
+
+
+def run_directory(trainer: Trainer) -> str | None:
+    """The folder of this run's files: the W&B run's ``files/`` folder, else ``trainer.log_dir``."""
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger):
+            return str(logger.experiment.dir)
+    return trainer.log_dir
+
+
+class SaveConfigToRun(SaveConfigCallback):
+    """Save ``config.yaml`` in the run's folder and log the resolved config to the loggers."""
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if self.already_saved:
+            return
+        if trainer.is_global_zero:
+            directory = run_directory(trainer)
+            if directory is not None:
+                os.makedirs(directory, exist_ok=True)
+                path = os.path.join(directory, self.config_filename)
+                self.parser.save(self.config, path, skip_none=False, overwrite=True, multifile=False)
+            config: dict[str, Any] = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
+            config.pop("subcommand", None)
+            config.pop("config", None)
+            for logger in trainer.loggers:
+                logger.log_hyperparams(config)
+        self.already_saved = True

@@ -1,0 +1,24 @@
+"""The LightningModule and the backbone architectures it wraps."""
+
+from lightning_modules.backbones import (
+    BUILTIN_BACKBONES,
+    Normalize,
+    PreActResNet18,
+    SmallCNN,
+    available_backbones,
+    build_backbone,
+    check_backbone_name,
+)
+from lightning_modules.robust_classifier import RobustClassifier, build_model
+
+__all__ = [
+    "BUILTIN_BACKBONES",
+    "Normalize",
+    "PreActResNet18",
+    "RobustClassifier",
+    "SmallCNN",
+    "available_backbones",
+    "build_backbone",
+    "build_model",
+    "check_backbone_name",
+]

@@ -1,0 +1,155 @@
+"""RobustClassifier: one LightningModule for every recipe.
+
+It composes a backbone (by name, with the normalisation as its first layer), an objective from
+``losses/`` and an optimiser/scheduler, all chosen in YAML. Train, validation and test share
+one step; validation and test also measure accuracy under an evaluation attack that is
+configured apart from the training attack.
+
+Logged keys: ``train/loss``, ``train/acc`` (accuracy on the examples the objective trained on:
+adversarial ones for PGD-AT), ``train/<part>`` for every part the objective reports, and per
+evaluation stage ``<stage>/loss``, ``<stage>/acc`` and ``<stage>/acc_pgd``.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from pytorch_lightning import LightningModule
+from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor, nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from attacks import PGD
+from lightning_modules.backbones import Activation, Normalize, build_backbone
+from losses import ERM, Objective
+
+
+def _default_optimizer(params: Any) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=1e-3)
+
+
+def build_model(
+    backbone: str,
+    num_classes: int,
+    input_shape: Sequence[int],
+    mean: Sequence[float],
+    std: Sequence[float],
+    activation: Activation = "relu",
+    softplus_beta: float = 10.0,
+    backbone_kwargs: dict[str, Any] | None = None,
+) -> nn.Sequential:
+    """The whole classifier as plain PyTorch: ``Normalize(mean, std)`` then the backbone.
+
+    It takes images in [0, 1]; its state_dict keys are ``normalize.*`` and ``net.*``.
+    """
+    net = build_backbone(backbone, num_classes, input_shape, activation, softplus_beta, **(backbone_kwargs or {}))
+    return nn.Sequential(OrderedDict(normalize=Normalize(mean, std), net=net))
+
+
+class RobustClassifier(LightningModule):
+    """Image classifier trained by a configurable objective, evaluated clean and under attack.
+
+    Args:
+        backbone: "small_cnn", "preact_resnet18" or "torchvision/<model name>".
+        num_classes: outputs (set from the datamodule by ``train.py``).
+        input_shape: (C, H, W) of one input (set from the datamodule).
+        mean: per-channel mean of the normalisation layer (set from the datamodule).
+        std: per-channel standard deviation of the normalisation layer (set from the datamodule).
+        activation: "relu", or "softplus" to train with softplus(β) (Dombrowski et al. 2019).
+        softplus_beta: β of the softplus activation.
+        backbone_kwargs: extra arguments of the architecture (``width``, ``batch_norm`` ...).
+        objective: the training objective (default: ERM).
+        eval_attack: the attack behind ``val/acc_pgd`` and ``test/acc_pgd`` (default: L∞ PGD-10,
+            ε = 8/255, α = 2/255, seeded so that evaluation is repeatable); None skips it.
+        optimizer: a callable from parameters to an optimiser (YAML: ``class_path`` and
+            ``init_args`` of any ``torch.optim`` class). Default: Adam, lr 1e-3.
+        lr_scheduler: optional callable from an optimiser to a scheduler.
+        scheduler_interval: step the scheduler every "epoch" or every "step".
+    """
+
+    def __init__(
+        self,
+        backbone: str = "small_cnn",
+        num_classes: int = 10,
+        input_shape: Sequence[int] = (1, 28, 28),
+        mean: Sequence[float] = (0.5,),
+        std: Sequence[float] = (0.25,),
+        activation: Activation = "relu",
+        softplus_beta: float = 10.0,
+        backbone_kwargs: dict[str, Any] | None = None,
+        objective: Objective | None = None,
+        eval_attack: PGD | None = PGD(eps=8 / 255, step_size=2 / 255, steps=10, seed=0),  # noqa: B008
+        optimizer: OptimizerCallable = _default_optimizer,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        scheduler_interval: Literal["epoch", "step"] = "epoch",
+    ) -> None:
+        super().__init__()
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        if scheduler_interval not in ("epoch", "step"):
+            raise ValueError(f"scheduler_interval must be one of ('epoch', 'step'), got {scheduler_interval!r}")
+        # The CLI logs the whole resolved config once (callbacks.SaveConfigToRun); hparams still go
+        # into every checkpoint.
+        self.save_hyperparameters(ignore=["objective", "eval_attack", "optimizer", "lr_scheduler"], logger=False)
+        self.model = build_model(
+            backbone, num_classes, input_shape, mean, std, activation, softplus_beta, backbone_kwargs
+        )
+        self.objective = objective if objective is not None else ERM()
+        self.eval_attack = eval_attack
+        self.optimizer_factory = optimizer
+        self.lr_scheduler_factory = lr_scheduler
+        self.scheduler_interval = scheduler_interval
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.eval_acc = nn.ModuleDict({s: MulticlassAccuracy(num_classes, average="micro") for s in ("val", "test")})
+        self.eval_acc_pgd = nn.ModuleDict(
+            {s: MulticlassAccuracy(num_classes, average="micro") for s in ("val", "test")}
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits for images ``x`` in [0, 1]."""
+        return self.model(x)
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        x, y = batch
+        out = self.objective(self.model, x, y)
+        self.log("train/loss", out.loss.detach(), prog_bar=True)
+        if out.logits is not None:
+            self.train_acc(out.logits.detach(), y)
+            self.log("train/acc", self.train_acc, prog_bar=True)
+        if out.logs:
+            self.log_dict({f"train/{name}": value for name, value in out.logs.items()})
+        return out.loss
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._evaluation_step("val", batch)
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._evaluation_step("test", batch)
+
+    def _evaluation_step(self, stage: str, batch: tuple[Tensor, Tensor]) -> None:
+        """Clean loss and accuracy, and accuracy under ``eval_attack``.
+
+        Lightning evaluates under ``torch.inference_mode()`` unless ``Trainer(inference_mode=
+        False)``; the attack leaves inference mode and enables gradients itself, so
+        ``acc_pgd`` is right either way.
+        """
+        x, y = batch
+        logits = self.model(x)
+        self.log(f"{stage}/loss", F.cross_entropy(logits.float(), y), sync_dist=True)
+        self.eval_acc[stage](logits, y)
+        self.log(f"{stage}/acc", self.eval_acc[stage], prog_bar=True)
+        if self.eval_attack is not None:
+            x_adv = self.eval_attack(self.model, x, y)
+            self.eval_acc_pgd[stage](self.model(x_adv), y)
+            self.log(f"{stage}/acc_pgd", self.eval_acc_pgd[stage], prog_bar=True)
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.lr_scheduler_factory is None:
+            return optimizer
+        scheduler = self.lr_scheduler_factory(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}

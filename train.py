@@ -1,0 +1,191 @@
+"""robustlens command line: ``python train.py {fit,validate,test} --config configs/<recipe>.yaml``.
+
+A LightningCLI over :class:`RobustClassifier` and any :class:`ImageDataModule`. The model is
+sized from the datamodule (classes, input shape, normalisation). Every field can be overridden
+on the command line (``--model.eval_attack.init_args.eps=0.2``); unknown keys, wrong types and
+out-of-range values stop the run before any work, with the field named.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, NoReturn
+
+import yaml
+
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.loggers import WandbLogger
+
+from callbacks import SaveConfigToRun
+from datamodules import ImageDataModule
+from lightning_modules import RobustClassifier
+
+LINKED_FROM_DATA = ("num_classes", "input_shape", "mean", "std")
+
+
+def _config_nodes(config: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    """Every ``{class_path, init_args}`` node of a dumped config, with its dotted path."""
+    nodes: list[tuple[str, dict[str, Any]]] = []
+    if isinstance(config, dict):
+        if "class_path" in config:
+            nodes.append((path, config))
+        for key, value in config.items():
+            child = key if not path else f"{path}.{key}"
+            nodes.extend(_config_nodes(value, child))
+    elif isinstance(config, list):
+        for i, value in enumerate(config):
+            nodes.extend(_config_nodes(value, f"{path}[{i}]"))
+    return nodes
+
+
+def _root_cause(error: BaseException) -> BaseException:
+    """The innermost exception of a chain (jsonargparse wraps constructor errors in its own)."""
+    seen = {id(error)}
+    while True:
+        inner = error.__cause__ or error.__context__
+        if inner is None or id(inner) in seen:
+            return error
+        seen.add(id(inner))
+        error = inner
+
+
+def _failing_field(error: BaseException, config: dict[str, Any]) -> str | None:
+    """The config path of the argument a constructor rejected, found from the traceback.
+
+    The innermost ``__init__`` in the traceback tells which class refused its arguments and
+    with which values; the message starts with the argument's name (every robustlens
+    constructor words it so). Among the config nodes of that class, the one holding the same
+    value for that argument is the culprit.
+    """
+    init_frame = None
+    for frame, _ in traceback.walk_tb(error.__traceback__):
+        if frame.f_code.co_name == "__init__" and "self" in frame.f_locals:
+            init_frame = frame
+    if init_frame is None:
+        return None
+    cls_name = type(init_frame.f_locals["self"]).__name__
+    argument = str(error).split(" ", 1)[0].strip(":,")
+    value = init_frame.f_locals.get(argument, object())
+    candidates = [
+        (path, node)
+        for path, node in _config_nodes(config)
+        if str(node["class_path"]).rsplit(".", 1)[-1] == cls_name
+    ]
+    for path, node in candidates:
+        init_args = node.get("init_args") or {}
+        if argument in init_args and init_args[argument] == value:
+            return f"{path}.init_args.{argument}"
+    if candidates:
+        return candidates[-1][0]
+    if cls_name == RobustClassifier.__name__:
+        return f"model.{argument}"
+    return None
+
+
+_PARSER_KEY = re.compile(r'^(\s*)(?:- )?Parser key "([^"]+)":\s*(.*)$')
+_NOISE = (
+    "Does not validate against any of the Union subtypes",
+    "Subtypes:",
+    "Errors:",
+    "Given value",
+    "- Problem with given class_path",
+    "- Expected a <class 'NoneType'>",
+)
+
+
+def summarise_parse_error(message: str) -> list[str]:
+    """``field: reason`` lines from jsonargparse's nested error text.
+
+    jsonargparse reports a bad value deep inside nested ``class_path`` configs as an indented
+    tree of "Parser key" blocks; this joins the keys of each branch into one dotted field name
+    and keeps the reason at its leaf, e.g. ``model.objective.attack.norm: Expected a
+    typing.Literal['linf', 'l2']. Got value: l3``.
+    """
+    stack: list[tuple[int, str]] = []
+    summary: list[str] = []
+    for line in message.splitlines():
+        match = _PARSER_KEY.match(line)
+        indent = len(line) - len(line.lstrip())
+        if match:
+            while stack and stack[-1][0] >= indent:
+                stack.pop()
+            stack.append((indent, match.group(2)))
+            if match.group(3):
+                summary.append(f"{'.'.join(k for _, k in stack)}: {match.group(3)}")
+            continue
+        text = line.strip()
+        if not text or not stack or text.startswith(_NOISE):
+            continue
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        if stack:
+            summary.append(f"{'.'.join(k for _, k in stack)}: {text.lstrip('- ')}")
+    return list(dict.fromkeys(summary))
+
+
+class RobustLensParser(LightningArgumentParser):
+    """Argument parser whose errors start with ``field: reason`` and skip the long usage text."""
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:  # type: ignore[override]
+        if not self.exit_on_error:  # a nested parser: the outermost one reports
+            super().error(message, ex)
+        summary = summarise_parse_error(message)
+        if summary:
+            message = "\n  ".join(["invalid configuration:", *summary]) + "\n\ndetails:\n" + message
+        sys.stderr.write(f"error: {message}\n")
+        sys.stderr.write(f"tip: run `{self.prog.replace(' [options]', '')} --help` for the accepted options\n")
+        self.exit(2)
+
+
+class RobustLensCLI(LightningCLI):
+    """LightningCLI with the datamodule→model links, clear errors, and a closing summary."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        for name in LINKED_FROM_DATA:
+            parser.link_arguments(f"data.{name}", f"model.{name}", apply_on="instantiate")
+
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except (ValueError, TypeError, FileNotFoundError) as error:
+            cause = _root_cause(error)
+            dumped = yaml.safe_load(self.parser.dump(self.config, skip_none=False, format="yaml"))
+            dumped = dumped.get(self.subcommand, dumped) if self.subcommand else dumped
+            field = _failing_field(cause, dumped)
+            where = f"{field}: " if field else ""
+            self._parser(self.subcommand).error(f"invalid configuration: {where}{cause}")
+
+    def after_fit(self) -> None:
+        trainer = self.trainer
+        if not trainer.is_global_zero:
+            return
+        lines = ["", "robustlens: fit finished"]
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                lines.append(f"  W&B run directory: {Path(logger.experiment.dir).parent}")
+        if trainer.checkpoint_callback is not None:
+            callback = trainer.checkpoint_callback
+            lines.append(f"  best checkpoint:   {getattr(callback, 'best_model_path', '') or '(none)'}")
+            lines.append(f"  last checkpoint:   {getattr(callback, 'last_model_path', '') or '(none)'}")
+        print("\n".join(lines), flush=True)
+
+
+def main(args: list[str] | None = None, run: bool = True) -> RobustLensCLI:
+    """Build (and by default run) the command line; ``args`` replaces ``sys.argv[1:]``."""
+    return RobustLensCLI(
+        RobustClassifier,
+        ImageDataModule,
+        subclass_mode_data=True,
+        save_config_callback=SaveConfigToRun,
+        parser_class=RobustLensParser,
+        args=args,
+        run=run,
+    )
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)
