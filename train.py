@@ -8,6 +8,11 @@ out-of-range values stop the run before any work, with the field named.
 
 from __future__ import annotations
 
+import os
+
+# jsonargparse's deprecation notices are about Lightning's calls into it, not about the recipe.
+os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
+
 import re
 import sys
 import traceback
@@ -152,7 +157,7 @@ class RobustLensCLI(LightningCLI):
             super().instantiate_classes()
         except (ValueError, TypeError, FileNotFoundError) as error:
             cause = _root_cause(error)
-            dumped = yaml.safe_load(self.parser.dump(self.config, skip_none=False, format="yaml"))
+            dumped = yaml.safe_load(self.parser.dump(self.config, format="yaml"))
             dumped = dumped.get(self.subcommand, dumped) if self.subcommand else dumped
             field = _failing_field(cause, dumped)
             where = f"{field}: " if field else ""
@@ -174,8 +179,12 @@ class RobustLensCLI(LightningCLI):
 
 
 def main(args: list[str] | None = None, run: bool = True) -> RobustLensCLI:
-    """Build (and by default run) the command line; ``args`` replaces ``sys.argv[1:]``."""
-    return RobustLensCLI(
+    """Build (and by default run) the command line; ``args`` replaces ``sys.argv[1:]``.
+
+    After a run, an open W&B run is finished so that its files are complete on disk (the
+    command is over; an offline run can then be synced with ``wandb sync``).
+    """
+    cli = RobustLensCLI(
         RobustClassifier,
         ImageDataModule,
         subclass_mode_data=True,
@@ -184,6 +193,16 @@ def main(args: list[str] | None = None, run: bool = True) -> RobustLensCLI:
         args=args,
         run=run,
     )
+    if run:
+        _finish_wandb()
+    return cli
+
+
+def _finish_wandb() -> None:
+    import wandb
+
+    if wandb.run is not None:
+        wandb.finish()
 
 
 if __name__ == "__main__":

@@ -37,8 +37,8 @@ class SaveConfigToRun(SaveConfigCallback):
             if directory is not None:
                 os.makedirs(directory, exist_ok=True)
                 path = os.path.join(directory, self.config_filename)
-                self.parser.save(self.config, path, skip_none=False, overwrite=True, multifile=False)
-            config: dict[str, Any] = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
+                self.parser.save(self.config, path, overwrite=True, multifile=False)
+            config: dict[str, Any] = yaml.safe_load(self.parser.dump(self.config))
             config.pop("subcommand", None)
             config.pop("config", None)
             for logger in trainer.loggers:

@@ -32,6 +32,39 @@ def _default_optimizer(params: Any) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=1e-3)
 
 
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _is_plain(value: Any) -> bool:
+    if isinstance(value, _PLAIN):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_is_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
+    return False
+
+
+def _describe(value: Any) -> str:
+    target = value if callable(value) and hasattr(value, "__qualname__") else type(value)
+    return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', repr(target))}"
+
+
+def _keep_plain_hparams(module: LightningModule) -> None:
+    """Replace hyper-parameters that are objects by a description of their class.
+
+    Run through ``train.py``, every hyper-parameter is already plain data (the resolved config,
+    with ``class_path``/``init_args`` for the objective, attack and optimiser), so
+    ``load_from_checkpoint`` rebuilds the module. Built in Python with objects, the checkpoint
+    records which classes they were but never pickles them: checkpoints stay loadable with
+    ``torch.load(weights_only=True)``, which never runs code from the file.
+    """
+    for store in (module._hparams, module._hparams_initial):
+        for key, value in list(store.items()):
+            if not _is_plain(value):
+                store[key] = _describe(value)
+
+
 def build_model(
     backbone: str,
     num_classes: int,
@@ -93,8 +126,9 @@ class RobustClassifier(LightningModule):
         if scheduler_interval not in ("epoch", "step"):
             raise ValueError(f"scheduler_interval must be one of ('epoch', 'step'), got {scheduler_interval!r}")
         # The CLI logs the whole resolved config once (callbacks.SaveConfigToRun); hparams still go
-        # into every checkpoint.
-        self.save_hyperparameters(ignore=["objective", "eval_attack", "optimizer", "lr_scheduler"], logger=False)
+        # into every checkpoint, as plain data only (see _keep_plain_hparams).
+        self.save_hyperparameters(logger=False)
+        _keep_plain_hparams(self)
         self.model = build_model(
             backbone, num_classes, input_shape, mean, std, activation, softplus_beta, backbone_kwargs
         )

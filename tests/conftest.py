@@ -1,0 +1,51 @@
+"""Shared fixtures: tiny models and data, W&B offline, quiet Lightning."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import pytest
+import torch
+from torch import nn
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
+logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
+logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+class LinearImageClassifier(nn.Module):
+    """f(x) = W·vec(x) + b: input gradients have a closed form (the rows of W)."""
+
+    def __init__(self, input_shape: tuple[int, int, int] = (1, 8, 8), num_classes: int = 2) -> None:
+        super().__init__()
+        self.flatten = nn.Flatten()
+        self.linear = nn.Linear(int(torch.tensor(input_shape).prod()), num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.flatten(x))
+
+
+@pytest.fixture
+def linear_model() -> LinearImageClassifier:
+    return LinearImageClassifier()
+
+
+def tiny_trainer_kwargs() -> dict:
+    """Trainer options for fast, quiet CPU runs in tests."""
+    return dict(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
