@@ -26,7 +26,7 @@ from pytorch_lightning.loggers import WandbLogger
 
 from callbacks import SaveConfigToRun
 from datamodules import ImageDataModule
-from lightning_modules import RobustClassifier
+from lightning_modules import DivergenceError, RobustClassifier
 
 LINKED_FROM_DATA = ("num_classes", "input_shape", "mean", "std")
 
@@ -184,15 +184,20 @@ def main(args: list[str] | None = None, run: bool = True) -> RobustLensCLI:
     After a run, an open W&B run is finished so that its files are complete on disk (the
     command is over; an offline run can then be synced with ``wandb sync``).
     """
-    cli = RobustLensCLI(
-        RobustClassifier,
-        ImageDataModule,
-        subclass_mode_data=True,
-        save_config_callback=SaveConfigToRun,
-        parser_class=RobustLensParser,
-        args=args,
-        run=run,
-    )
+    try:
+        cli = RobustLensCLI(
+            RobustClassifier,
+            ImageDataModule,
+            subclass_mode_data=True,
+            save_config_callback=SaveConfigToRun,
+            parser_class=RobustLensParser,
+            args=args,
+            run=run,
+        )
+    except DivergenceError as error:
+        _finish_wandb()
+        sys.stderr.write(f"error: {error}\n")
+        raise SystemExit(1) from error
     if run:
         _finish_wandb()
     return cli

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 import torch
 from pytorch_lightning import LightningDataModule
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
+
+from datamodules.resumable import ResumableDataLoader
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
@@ -75,6 +77,23 @@ class ImageDataModule(LightningDataModule):
     def split_dataset(self, split: str) -> Dataset:
         """The dataset of ``split`` ("train", "val" or "test"), set up if needed."""
         raise NotImplementedError
+
+    def make_loader(self, dataset: Dataset, batch_size: int, train: bool, num_workers: int = 0) -> DataLoader:
+        """The loader every robustlens datamodule uses.
+
+        Training loaders shuffle with a permutation drawn from (seed, epoch) — the seed is the
+        run's ``seed_everything`` value — and resume exactly mid-epoch
+        (:class:`ResumableDataLoader`). No loader draws from the global RNG when iterated, so
+        evaluation never shifts the training randomness.
+        """
+        return ResumableDataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=train,
+            seed=torch.initial_seed() % 2**31,
+            num_workers=num_workers,
+            persistent_workers=num_workers > 0,
+        )
 
     def probe_batch(self, size: int, seed: int = 0, split: str = "val") -> ProbeBatch:
         """``size`` examples of ``split`` drawn without replacement by a generator seeded with

@@ -282,23 +282,19 @@ class SyntheticShapes(ImageDataModule):
         for split in splits.get(stage, SPLITS):
             self.split_dataset(split)
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            self.split_dataset(split),
-            batch_size=self.batch_size if split == "train" else self.eval_batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
+    def _loader(self, split: str) -> DataLoader:
+        train = split == "train"
+        batch_size = self.batch_size if train else self.eval_batch_size
+        return self.make_loader(self.split_dataset(split), batch_size, train=train, num_workers=self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        return self._loader("train")
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        return self._loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._loader("test")
 
     def _gather(self, dataset: Dataset, indices: Tensor) -> ProbeBatch:
         data = dataset.data  # type: ignore[attr-defined]

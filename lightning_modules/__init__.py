@@ -9,10 +9,11 @@ from lightning_modules.backbones import (
     build_backbone,
     check_backbone_name,
 )
-from lightning_modules.robust_classifier import RobustClassifier, build_model
+from lightning_modules.robust_classifier import DivergenceError, RobustClassifier, build_model
 
 __all__ = [
     "BUILTIN_BACKBONES",
+    "DivergenceError",
     "Normalize",
     "PreActResNet18",
     "RobustClassifier",

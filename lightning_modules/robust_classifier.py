@@ -25,7 +25,12 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from attacks import PGD
 from lightning_modules.backbones import Activation, Normalize, build_backbone
+from lightning_modules.rng import capture_rng_states, restore_rng_states
 from losses import ERM, Objective
+
+
+class DivergenceError(FloatingPointError):
+    """Training produced a non-finite loss; the message names the step and the parts."""
 
 
 def _default_optimizer(params: Any) -> torch.optim.Optimizer:
@@ -102,6 +107,8 @@ class RobustClassifier(LightningModule):
             ``init_args`` of any ``torch.optim`` class). Default: Adam, lr 1e-3.
         lr_scheduler: optional callable from an optimiser to a scheduler.
         scheduler_interval: step the scheduler every "epoch" or every "step".
+        check_finite: stop training with :class:`DivergenceError` when the loss is not finite
+            (one device-to-host sync per step).
     """
 
     def __init__(
@@ -119,6 +126,7 @@ class RobustClassifier(LightningModule):
         optimizer: OptimizerCallable = _default_optimizer,
         lr_scheduler: LRSchedulerCallable | None = None,
         scheduler_interval: Literal["epoch", "step"] = "epoch",
+        check_finite: bool = True,
     ) -> None:
         super().__init__()
         if num_classes < 2:
@@ -137,6 +145,8 @@ class RobustClassifier(LightningModule):
         self.optimizer_factory = optimizer
         self.lr_scheduler_factory = lr_scheduler
         self.scheduler_interval = scheduler_interval
+        self.check_finite = check_finite
+        self._rng_states_to_restore: dict[str, Any] | None = None
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.eval_acc = nn.ModuleDict({s: MulticlassAccuracy(num_classes, average="micro") for s in ("val", "test")})
         self.eval_acc_pgd = nn.ModuleDict(
@@ -150,6 +160,8 @@ class RobustClassifier(LightningModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
         out = self.objective(self.model, x, y)
+        if self.check_finite and not torch.isfinite(out.loss):
+            raise DivergenceError(self._divergence_message(out.loss, out.logs))
         self.log("train/loss", out.loss.detach(), prog_bar=True)
         if out.logits is not None:
             self.train_acc(out.logits.detach(), y)
@@ -157,6 +169,29 @@ class RobustClassifier(LightningModule):
         if out.logs:
             self.log_dict({f"train/{name}": value for name, value in out.logs.items()})
         return out.loss
+
+    def _divergence_message(self, loss: Tensor, logs: dict[str, Tensor]) -> str:
+        bad = [f"train/{name} = {value.item()}" for name, value in logs.items() if not torch.isfinite(value).all()]
+        parts = ", ".join(bad) if bad else "no logged part (only the total)"
+        return (
+            f"training diverged at global step {self.global_step} (epoch {self.current_epoch}): "
+            f"train/loss = {loss.item()}; non-finite parts: {parts}. Training stopped before the "
+            "optimiser step; checkpoints saved earlier are untouched. Lower the learning rate or "
+            "the regulariser weights, or try gradient clipping (trainer.gradient_clip_val)."
+        )
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["rng_states"] = capture_rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Restored right before the next training batch, not now: whatever runs in between
+        # (sanity-check validation, callbacks' setup) must not shift the training streams.
+        self._rng_states_to_restore = checkpoint.get("rng_states")
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if self._rng_states_to_restore is not None:
+            restore_rng_states(self._rng_states_to_restore)
+            self._rng_states_to_restore = None
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._evaluation_step("val", batch)

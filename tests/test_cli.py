@@ -89,3 +89,12 @@ def test_bad_configuration_fails_before_any_work_naming_the_field(
     err = capsys.readouterr().err
     assert err.startswith("error: ") and field in err
     assert not (tmp_path / "out").exists()
+
+
+def test_divergence_exits_with_a_clear_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(_shrunk(tmp_path, "--model.optimizer.init_args.lr=1e30", "--trainer.max_epochs=3"))
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert any(line.startswith("error: training diverged at global step") for line in err.splitlines())
+    assert "non-finite parts: train/ce_adv = nan" in err
