@@ -1,6 +1,31 @@
 """Datamodules: images in [0, 1], batches ``(x, y)``, and seeded probe sets for evaluation."""
 
 from datamodules.base import SPLITS, ImageDataModule, ProbeBatch
+from datamodules.cifar import CIFAR10, CIFAR100
+from datamodules.image_folder import ImageFolder
+from datamodules.image_split import ImageSplit, RandomCropFlip
+from datamodules.mnist import MNIST, FashionMNIST
+from datamodules.published import PublishedDataModule
+from datamodules.split_base import SplitImageDataModule
+from datamodules.svhn import SVHN
 from datamodules.synthetic import SHAPES, ShapesTensors, SyntheticShapes, generate_shapes
 
-__all__ = ["SHAPES", "SPLITS", "ImageDataModule", "ProbeBatch", "ShapesTensors", "SyntheticShapes", "generate_shapes"]
+__all__ = [
+    "CIFAR10",
+    "CIFAR100",
+    "MNIST",
+    "SHAPES",
+    "SPLITS",
+    "SVHN",
+    "FashionMNIST",
+    "ImageDataModule",
+    "ImageFolder",
+    "ImageSplit",
+    "ProbeBatch",
+    "PublishedDataModule",
+    "RandomCropFlip",
+    "ShapesTensors",
+    "SplitImageDataModule",
+    "SyntheticShapes",
+    "generate_shapes",
+]
