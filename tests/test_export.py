@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 import zipfile
 from pathlib import Path
 
@@ -40,6 +41,7 @@ def shrunk_quickstart(save_dir: Path, *extra: str) -> list[str]:
         f"--trainer.logger.init_args.save_dir={save_dir}",
         "--trainer.enable_progress_bar=false",
         "--trainer.enable_model_summary=false",
+        "--trainer.num_sanity_val_steps=0",
         *extra,
     ]
 
@@ -297,3 +299,60 @@ def test_export_refuses_to_clobber_and_overwrites_on_request(trained, tmp_path: 
     assert sorted(p.name for p in out.iterdir()) == sorted(FILES.values())
     assert bundle.total_bytes == sum(p.stat().st_size for p in out.iterdir())
     assert [p.name for p in tmp_path.iterdir()] == ["bundle"]  # no staging folder left behind
+
+
+def artifacts_of_offline_runs(root: Path) -> list[dict]:
+    """The artifact records in every offline W&B run under ``root``."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    from tests.wandb_offline import _records, find_run_dirs
+
+    found = []
+    for run_dir in find_run_dirs(root):
+        for raw in _records(next(run_dir.glob("run-*.wandb"))):
+            record = pb.Record()
+            record.ParseFromString(raw)
+            if record.WhichOneof("record_type") == "artifact":
+                artifact = record.artifact
+                found.append(
+                    {
+                        "name": artifact.name,
+                        "type": artifact.type,
+                        "aliases": list(artifact.aliases),
+                        "files": sorted(entry.path for entry in artifact.manifest.contents),
+                        "run": run_dir.name,
+                    }
+                )
+    return found
+
+
+def test_export_callback_exports_the_best_checkpoint_and_logs_an_offline_artifact(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    args = shrunk_quickstart(tmp_path, "--trainer.callbacks+=callbacks.ExportBundle")
+    logger_at = args.index("--trainer.logger=pytorch_lightning.loggers.CSVLogger")
+    args[logger_at : logger_at + 2] = [f"--trainer.logger.init_args.save_dir={tmp_path}"]  # the recipe's WandbLogger
+    cli = train.main(args)
+    best = Path(cli.trainer.checkpoint_callback.best_model_path)
+    bundle_dir = best.parent.parent / "bundle"
+    meta = json.loads((bundle_dir / FILES["metadata"]).read_text())
+    assert meta["source_checkpoint"]["path"] == str(best.resolve())
+    run_id = cli.trainer.logger.version
+    assert meta["training"]["wandb_run_id"] == run_id
+    cli.trainer.logger.experiment.finish()
+    # wandb-core writes the artifact record once it has staged the files, which can be after
+    # finish() returns: wait for it (a few seconds at most).
+    deadline = time.monotonic() + 60
+    while not (found := artifacts_of_offline_runs(tmp_path)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    (artifact,) = found
+    assert artifact["name"] == f"model-{run_id}" and artifact["type"] == "model"
+    assert set(artifact["aliases"]) >= {"best"} and artifact["files"] == sorted(FILES.values())
+
+
+def test_export_callback_rejects_an_unmonitored_metric_before_training(tmp_path: Path) -> None:
+    args = shrunk_quickstart(
+        tmp_path, "--trainer.callbacks+=callbacks.ExportBundle", "--trainer.callbacks.init_args.monitor=val/nope"
+    )
+    with pytest.raises(ValueError, match=r"monitor must be the metric of a ModelCheckpoint callback, got 'val/nope'.*val/acc_pgd"):
+        train.main(args)
+    assert not list(tmp_path.rglob("*.ckpt"))
