@@ -84,18 +84,22 @@ def main() -> None:
                 dm = cls(data_dir=str(root), augment=augment, batch_size=128)
                 one_epoch(dm.train_dataloader())
 
-            times: dict[str, list[float]] = {k: [] for k in ("setup_gz", "setup_raw", "epoch", "epoch_aug", "tv_setup", "tv_epoch")}
+            keys = ("setup_gz", "setup_raw", "epoch", "epoch_aug", "tv_setup", "tv_epoch")
+            times: dict[str, list[float]] = {k: [] for k in keys}
             for _ in range(args.repeats):
                 times["setup_gz"].append(timed(lambda: setup(copy)))
                 times["setup_raw"].append(timed(lambda: setup(raw_root)))
                 times["epoch"].append(timed(lambda: epoch(False)))
                 times["epoch_aug"].append(timed(lambda: epoch(True)))
-                times["tv_setup"].append(timed(lambda: (tv_class(str(tv_root), train=True), tv_class(str(tv_root), train=False))))
+                times["tv_setup"].append(timed(lambda: [tv_class(str(tv_root), train=t) for t in (True, False)]))
                 dataset = tv_class(str(tv_root), train=True, transform=to_tensor)
                 times["tv_epoch"].append(timed(lambda: one_epoch(DataLoader(dataset, batch_size=128, shuffle=True))))
             rows.append((folder, {k: statistics.median(v) for k, v in times.items()}))
 
-    header = "| dataset | setup from .gz (s) | setup from raw (s) | train epoch (s) | with augment (s) | torchvision setup (s) | torchvision epoch, PIL+ToTensor (s) |"
+    header = (
+        "| dataset | setup from .gz (s) | setup from raw (s) | train epoch (s) | with augment (s) "
+        "| torchvision setup (s) | torchvision epoch, PIL+ToTensor (s) |"
+    )
     print(header)
     print("|" + " --- |" * 7)
     for name, t in rows:
@@ -103,7 +107,10 @@ def main() -> None:
             f"| {name} | {t['setup_gz']:.2f} | {t['setup_raw']:.2f} | {t['epoch']:.2f} | {t['epoch_aug']:.2f} "
             f"| {t['tv_setup']:.2f} | {t['tv_epoch']:.2f} |"
         )
-    print(f"\nmedians of {args.repeats} interleaved rounds, 1 torch thread, num_workers 0; our train epoch is 55 000 images (5 000 held out), torchvision's 60 000")
+    print(
+        f"\nmedians of {args.repeats} interleaved rounds, 1 torch thread, num_workers 0; "
+        "our train epoch is 55 000 images (5 000 held out), torchvision's 60 000"
+    )
     print("command: PYTHONPATH=. " + " ".join([Path(sys.executable).name, *sys.argv]))
 
 

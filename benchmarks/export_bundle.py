@@ -82,7 +82,8 @@ def main() -> None:
                 loads[name].append(time.perf_counter() - start)
                 bundles[name] = (bundle, checkpoint.stat().st_size)
 
-        print("| model | checkpoint (MB) | bundle (MB) | " + " | ".join(f"{f} (MB)" for f in sorted(FILES.values())) + " | export (s) | load model.pt2 (s) |")
+        columns = " | ".join(f"{f} (MB)" for f in sorted(FILES.values()))
+        print(f"| model | checkpoint (MB) | bundle (MB) | {columns} | export (s) | load model.pt2 (s) |")
         print("|" + " --- |" * (5 + len(FILES)))
         for name, (bundle, ckpt_bytes) in bundles.items():
             sizes = " | ".join(f"{bundle.sizes[f] / 1e6:.3f}" for f in sorted(FILES.values()))
@@ -90,7 +91,8 @@ def main() -> None:
                 f"| {name} | {ckpt_bytes / 1e6:.2f} | {bundle.total_bytes / 1e6:.2f} | {sizes} "
                 f"| {statistics.median(times[name]):.2f} | {statistics.median(loads[name]):.2f} |"
             )
-    print(f"\nmedians of {args.repeats} interleaved exports on CPU (torch {torch.__version__}, {torch.get_num_threads()} threads)")
+    threads = torch.get_num_threads()
+    print(f"\nmedians of {args.repeats} interleaved exports on CPU (torch {torch.__version__}, {threads} threads)")
     print("command: PYTHONPATH=. " + " ".join([Path(sys.executable).name, *sys.argv]))
 
 

@@ -40,7 +40,9 @@ class ExportBundle(Callback):
         log_artifact: log the bundle as a W&B artifact when a logger is W&B.
     """
 
-    def __init__(self, monitor: str | None = "val/acc_pgd", out_dir: str | None = None, log_artifact: bool = True) -> None:
+    def __init__(
+        self, monitor: str | None = "val/acc_pgd", out_dir: str | None = None, log_artifact: bool = True
+    ) -> None:
         if monitor is not None and not monitor:
             raise ValueError(f"monitor must be a metric name or None, got {monitor!r}")
         self.monitor = monitor
@@ -48,8 +50,12 @@ class ExportBundle(Callback):
         self.log_artifact = log_artifact
         self.bundle: Bundle | None = None
 
+    @staticmethod
+    def _checkpoint_callbacks(trainer: Trainer) -> list[ModelCheckpoint]:
+        return [c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)]  # type: ignore[attr-defined]
+
     def _checkpoint_callback(self, trainer: Trainer) -> ModelCheckpoint | None:
-        callbacks = [c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)]  # type: ignore[attr-defined]
+        callbacks = self._checkpoint_callbacks(trainer)
         if self.monitor is None:
             return callbacks[0] if callbacks else None
         return next((c for c in callbacks if c.monitor == self.monitor), None)
@@ -57,7 +63,7 @@ class ExportBundle(Callback):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage != "fit" or self._checkpoint_callback(trainer) is not None:
             return
-        monitored = [c.monitor for c in trainer.callbacks if isinstance(c, ModelCheckpoint)]  # type: ignore[attr-defined]
+        monitored = [c.monitor for c in self._checkpoint_callbacks(trainer)]
         raise ValueError(
             f"monitor must be the metric of a ModelCheckpoint callback, got {self.monitor!r}; "
             f"the trainer's ModelCheckpoints monitor {monitored or 'nothing (there is none)'}"

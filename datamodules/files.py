@@ -105,5 +105,6 @@ def download_with_cleanup(
     missing = missing_files(root, expected)
     if missing:
         raise RuntimeError(
-            f"the {dataset} download into {str(root)!r} finished without these files:\n{describe_missing(root, missing)}"
+            f"the {dataset} download into {str(root)!r} finished without these files:\n"
+            + describe_missing(root, missing)
         )

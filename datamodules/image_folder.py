@@ -31,7 +31,9 @@ from datamodules.split_base import SplitImageDataModule
 
 ResizeMode = Literal["stretch", "crop"]
 RESIZE_MODES: tuple[str, ...] = ("stretch", "crop")
-IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".pbm", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+IMAGE_EXTENSIONS: tuple[str, ...] = (
+    ".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".pbm", ".bmp", ".tif", ".tiff", ".webp", ".gif"
+)  # fmt: skip
 # Modes whose values do not fit 8 bits: converting them would clip silently.
 _WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -96,7 +98,9 @@ def list_images(folder: Path, class_names: Sequence[str]) -> tuple[list[Path], T
     """
     unknown = sorted(set(class_folders(folder)) - set(class_names))
     if unknown:
-        raise ValueError(f"{folder} holds class folders {unknown} that the training folder does not have ({list(class_names)})")
+        raise ValueError(
+            f"{folder} holds class folders {unknown} that the training folder does not have ({list(class_names)})"
+        )
     paths: list[Path] = []
     labels: list[int] = []
     for label, name in enumerate(class_names):
@@ -235,7 +239,10 @@ class ImageFolder(SplitImageDataModule):
         carve = [s for s in ("test", "val") if s not in self.split_folders]
         counts = {s: resolve_size(self.test_size if s == "test" else self.val_size, n, f"{s}_size") for s in carve}
         if sum(counts.values()) >= n:
-            raise ValueError(f"val_size and test_size take {sum(counts.values())} of the {n} images of {self.pool}; leave some for training")
+            raise ValueError(
+                f"val_size and test_size take {sum(counts.values())} of the {n} images of {self.pool}; "
+                "leave some for training"
+            )
         permutation = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed))
         pool = self._files(paths)
         sources: dict[str, tuple[ImageFiles, Tensor, Tensor]] = {}

@@ -58,8 +58,9 @@ class PublishedDataModule(SplitImageDataModule):
         horizontal_flip: bool,
     ) -> None:
         super().__init__(
-            val_size, seed, batch_size, eval_batch_size, num_workers, augment, crop_padding, padding_mode, horizontal_flip
-        )
+            val_size, seed, batch_size, eval_batch_size, num_workers, augment, crop_padding, padding_mode,
+            horizontal_flip,
+        )  # fmt: skip
         self.data_dir = Path(data_dir).expanduser()
         self.download = download
         self._parts: dict[str, tuple[Tensor, Tensor]] = {}

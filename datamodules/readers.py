@@ -140,7 +140,8 @@ def read_svhn_mat(path: Path) -> tuple[Tensor, Tensor]:
     except (OSError, ValueError, TypeError) as error:
         raise ValueError(f"cannot read SVHN file {path}: {error}") from error
     if "X" not in mat or "y" not in mat:
-        raise ValueError(f"{path}: expected MATLAB variables 'X' and 'y', found {sorted(k for k in mat if not k.startswith('__'))}")
+        found = sorted(k for k in mat if not k.startswith("__"))
+        raise ValueError(f"{path}: expected MATLAB variables 'X' and 'y', found {found}")
     x, y = mat["X"], mat["y"]
     if x.dtype != np.uint8 or x.ndim != 4 or x.shape[:3] != (32, 32, 3):
         raise ValueError(f"{path}: expected 'X' of uint8 and shape (32, 32, 3, N), got {x.dtype} {x.shape}")

@@ -193,7 +193,10 @@ def metrics_record(loaded: LoadedClassifier, eval_attack: Any) -> dict[str, Any]
 def _default_config(loaded: LoadedClassifier) -> str:
     hparams = {k: v for k, v in loaded.hparams.items() if not k.startswith("_")}
     data = {k: v for k, v in loaded.datamodule_hparams.items() if not k.startswith("_")}
-    doc = {"model": _plain(hparams), "data": {"class_path": loaded.datamodule_hparams.get("_class_path"), "init_args": _plain(data)}}
+    doc = {
+        "model": _plain(hparams),
+        "data": {"class_path": loaded.datamodule_hparams.get("_class_path"), "init_args": _plain(data)},
+    }
     return (
         "# The checkpoint was saved outside train.py and holds no resolved recipe; these are the\n"
         "# model's and the datamodule's hyperparameters only (objective, attacks and optimiser unknown).\n"
@@ -279,9 +282,8 @@ def export_bundle(checkpoint: str | Path, out_dir: str | Path, overwrite: bool =
                 "program_check": check,
             },
         }
-        metadata["sha256"] = {
-            name: sha256(staging / name) for name in (FILES["program"], FILES["weights"], FILES["state_dict"], FILES["config"], FILES["metrics"])
-        }
+        checked = ("program", "weights", "state_dict", "config", "metrics")
+        metadata["sha256"] = {FILES[key]: sha256(staging / FILES[key]) for key in checked}
         (staging / FILES["model_card"]).write_text(model_card(metadata, metrics))
         (staging / FILES["metadata"]).write_text(json.dumps(metadata, indent=2) + "\n")
         if out_dir.is_dir():
@@ -327,7 +329,8 @@ def load_bundle(directory: str | Path) -> LoadedClassifier:
     except (OSError, RuntimeError, ValueError) as error:  # safetensors reports damage as any of these
         raise CheckpointError(f"bundle weights {weights} are truncated or corrupted: {error}") from error
     arch = {k: metadata["model"][k] for k in ("backbone", "num_classes", "input_shape", "mean", "std")}
-    arch.update({k: metadata["model"][k] for k in ("activation", "softplus_beta", "backbone_kwargs") if k in metadata["model"]})
+    optional = ("activation", "softplus_beta", "backbone_kwargs")
+    arch.update({k: metadata["model"][k] for k in optional if k in metadata["model"]})
     model = build_model(**arch)
     load_weights(model, state, weights)
     model.eval()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -23,7 +22,8 @@ from export.wandb_artifact import artifact_name, log_bundle_artifact
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python train.py export",
-        description="Turn a robustlens checkpoint into a bundle that loads with plain PyTorch (see the bundle's README.md).",
+        description="Turn a robustlens checkpoint into a bundle that loads with plain PyTorch "
+        "(see the bundle's README.md).",
     )
     parser.add_argument("--ckpt_path", required=True, help="the Lightning checkpoint (best-*.ckpt, last.ckpt)")
     parser.add_argument("--out_dir", required=True, help="the bundle folder to create")
@@ -44,7 +44,11 @@ def wandb_settings(config_yaml: str | None) -> dict[str, Any] | None:
     for node in loggers if isinstance(loggers, list) else [loggers]:
         if isinstance(node, dict) and str(node.get("class_path", "")).endswith("WandbLogger"):
             args = node.get("init_args") or {}
-            return {"project": args.get("project") or "lightning_logs", "save_dir": args.get("save_dir") or ".", "offline": bool(args.get("offline"))}
+            return {
+                "project": args.get("project") or "lightning_logs",
+                "save_dir": args.get("save_dir") or ".",
+                "offline": bool(args.get("offline")),
+            }
     return None
 
 
@@ -65,7 +69,8 @@ def log_to_wandb(bundle: Bundle, settings: dict[str, Any], run_id: str | None) -
         log_bundle_artifact(run, bundle, name)
     finally:
         run.finish()
-    return f"W&B artifact {name}:latest in run {run.id} ({'offline, sync with `wandb sync`' if settings['offline'] else 'online'})"
+    mode = "offline, sync with `wandb sync`" if settings["offline"] else "online"
+    return f"W&B artifact {name}:latest in run {run.id} ({mode})"
 
 
 def main(argv: list[str] | None = None) -> Bundle:
@@ -76,7 +81,10 @@ def main(argv: list[str] | None = None) -> Bundle:
     except (CheckpointError, FileNotFoundError, FileExistsError) as error:
         sys.stderr.write(f"error: {error}\n")
         raise SystemExit(1) from error
-    lines = [f"robustlens: exported {args.ckpt_path}", f"  bundle: {bundle.directory} ({bundle.total_bytes / 1e6:.2f} MB, {bundle.seconds:.1f} s)"]
+    lines = [
+        f"robustlens: exported {args.ckpt_path}",
+        f"  bundle: {bundle.directory} ({bundle.total_bytes / 1e6:.2f} MB, {bundle.seconds:.1f} s)",
+    ]
     lines += [f"    {name:<18} {size / 1e6:9.3f} MB" for name, size in bundle.sizes.items()]
     if args.wandb == "auto":
         settings = wandb_settings((bundle.directory / FILES["config"]).read_text())

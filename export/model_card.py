@@ -38,7 +38,9 @@ def model_card(metadata: dict[str, Any], metrics: dict[str, Any]) -> str:
     files = metadata["files"]
     c, h, w = model["input_shape"]
     names = data["class_names"]
-    listed = ", ".join(names[:MAX_CLASSES_LISTED]) + (f", ... ({len(names)} in all)" if len(names) > MAX_CLASSES_LISTED else "")
+    listed = ", ".join(names[:MAX_CLASSES_LISTED])
+    if len(names) > MAX_CLASSES_LISTED:
+        listed += f", ... ({len(names)} in all)"
     if training.get("max_steps") not in (None, -1):
         length = f"max_steps={training['max_steps']}"
     elif training.get("max_epochs") is not None:
@@ -49,7 +51,8 @@ def model_card(metadata: dict[str, Any], metrics: dict[str, Any]) -> str:
         f"# {data['name']} classifier: {model['backbone']}, {_component(training.get('objective')).split('(')[0]}",
         "",
         f"Exported by robustlens from `{metadata['source_checkpoint']['path']}` (epoch {training.get('epoch')}, "
-        f"step {training.get('global_step')}) on {metadata['export']['time']} with torch {metadata['export']['torch']}.",
+        f"step {training.get('global_step')}) on {metadata['export']['time']} "
+        f"with torch {metadata['export']['torch']}.",
         "",
         "## Model",
         "",
@@ -64,8 +67,8 @@ def model_card(metadata: dict[str, Any], metrics: dict[str, Any]) -> str:
         "",
         f"- Data: {data['name']} (`{data.get('class_path')}`).",
         f"- Objective: `{_component(training.get('objective'))}`.",
-        f"- Optimiser: `{_component(training.get('optimizer'))}`; schedule: `{_component(training.get('lr_scheduler'))}`; "
-        f"{length}; seed {training.get('seed_everything')}.",
+        f"- Optimiser: `{_component(training.get('optimizer'))}`; "
+        f"schedule: `{_component(training.get('lr_scheduler'))}`; {length}; seed {training.get('seed_everything')}.",
         f"- Robust accuracy measured with `{_component(training.get('eval_attack'))}`.",
         f"- The full recipe is in `{files['config']}`; `python train.py fit --config {files['config']}` in robustlens "
         "reruns it.",
@@ -79,7 +82,8 @@ def model_card(metadata: dict[str, Any], metrics: dict[str, Any]) -> str:
     ]
     shown = {**metrics["clean_accuracy"], **metrics["pgd_accuracy"], **metrics["explanation"]}
     lines += [f"| {name} | {_number(value)} |" for name, value in shown.items()]
-    lines += [f"| best {m['name']} (checkpoint monitor) | {_number(m['best_score'])} |" for m in metrics["checkpoint_monitors"]]
+    for monitor in metrics["checkpoint_monitors"]:
+        lines.append(f"| best {monitor['name']} (checkpoint monitor) | {_number(monitor['best_score'])} |")
     if not shown and not metrics["checkpoint_monitors"]:
         lines.append("| (none recorded) | |")
     lines += [

@@ -36,7 +36,9 @@ def write_idx(path: Path, array: np.ndarray, compress: bool = False) -> None:
         path.write_bytes(data)
 
 
-def write_mnist(root: Path, folder: str = "MNIST", n_train: int = 40, n_test: int = 12, compress: bool = False) -> dict[str, tuple[Tensor, Tensor]]:
+def write_mnist(
+    root: Path, folder: str = "MNIST", n_train: int = 40, n_test: int = 12, compress: bool = False
+) -> dict[str, tuple[Tensor, Tensor]]:
     """The four IDX files of MNIST (or ``folder`` = "FashionMNIST") under ``root/folder/raw``."""
     written = {}
     for part, prefix, n, seed in (("train", "train", n_train, 1), ("test", "t10k", n_test, 2)):
@@ -92,7 +94,9 @@ def write_svhn(root: Path, n_train: int = 20, n_test: int = 8) -> dict[str, tupl
     return written
 
 
-def write_png_folder(folder: Path, classes: dict[str, int], size: tuple[int, int] = (20, 12), mode: str = "RGB", seed: int = 0) -> dict[Path, np.ndarray]:
+def write_png_folder(
+    folder: Path, classes: dict[str, int], size: tuple[int, int] = (20, 12), mode: str = "RGB", seed: int = 0
+) -> dict[Path, np.ndarray]:
     """``count`` PNG images per class under ``folder/<class>/``; returns their pixel arrays."""
     rng = np.random.default_rng(seed)
     written = {}

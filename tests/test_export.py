@@ -279,7 +279,8 @@ def test_checkpoint_of_another_architecture_is_named(trained, tmp_path: Path) ->
     checkpoint = torch.load(trained["last"], map_location="cpu", weights_only=True)
     checkpoint["hyper_parameters"]["backbone_kwargs"] = {"width": 8, "hidden": 128}  # weights are width 16
     torch.save(checkpoint, tmp_path / "other.ckpt")
-    with pytest.raises(CheckpointError, match=r"other\.ckpt do not fit this architecture: .*shape mismatch.*net\.features\.0\.weight"):
+    expected = r"other\.ckpt do not fit this architecture: .*shape mismatch.*net\.features\.0\.weight"
+    with pytest.raises(CheckpointError, match=expected):
         load_classifier(tmp_path / "other.ckpt")
     preact = build_model("preact_resnet18", 4, (1, 28, 28), (0.5,), (0.25,), backbone_kwargs={"width": 4})
     small = torch.load(trained["last"], map_location="cpu", weights_only=True)["state_dict"]
@@ -326,7 +327,8 @@ def artifacts_of_offline_runs(root: Path) -> list[dict]:
     return found
 
 
-def test_export_callback_exports_the_best_checkpoint_and_logs_an_offline_artifact(tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.slow  # two W&B runs: about 10 s
+def test_export_callback_and_command_log_offline_artifacts(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("WANDB_MODE", "offline")
     args = shrunk_quickstart(tmp_path, "--trainer.callbacks+=callbacks.ExportBundle")
     logger_at = args.index("--trainer.logger=pytorch_lightning.loggers.CSVLogger")
@@ -339,20 +341,40 @@ def test_export_callback_exports_the_best_checkpoint_and_logs_an_offline_artifac
     run_id = cli.trainer.logger.version
     assert meta["training"]["wandb_run_id"] == run_id
     cli.trainer.logger.experiment.finish()
-    # wandb-core writes the artifact record once it has staged the files, which can be after
-    # finish() returns: wait for it (a few seconds at most).
+    # The export command, on a checkpoint whose recipe logged to W&B, logs the bundle too, in a
+    # run of its own in the same (offline) project.
+    train.main(["export", "--ckpt_path", str(best), "--out_dir", str(tmp_path / "exported")])
+    # wandb-core writes an artifact record once it has staged the files, which can be after
+    # finish() returns: wait for both (a few seconds at most).
     deadline = time.monotonic() + 60
-    while not (found := artifacts_of_offline_runs(tmp_path)) and time.monotonic() < deadline:
+    while len(found := artifacts_of_offline_runs(tmp_path)) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
-    (artifact,) = found
-    assert artifact["name"] == f"model-{run_id}" and artifact["type"] == "model"
-    assert set(artifact["aliases"]) >= {"best"} and artifact["files"] == sorted(FILES.values())
+    by_run = {a["run"].rsplit("-", 1)[-1]: a for a in found}
+    assert len(by_run) == 2 and run_id in by_run
+    for artifact in by_run.values():
+        assert artifact["name"] == f"model-{run_id}" and artifact["type"] == "model"
+        assert artifact["files"] == sorted(FILES.values())
+    assert "best" in by_run[run_id]["aliases"]
 
 
 def test_export_callback_rejects_an_unmonitored_metric_before_training(tmp_path: Path) -> None:
     args = shrunk_quickstart(
         tmp_path, "--trainer.callbacks+=callbacks.ExportBundle", "--trainer.callbacks.init_args.monitor=val/nope"
     )
-    with pytest.raises(ValueError, match=r"monitor must be the metric of a ModelCheckpoint callback, got 'val/nope'.*val/acc_pgd"):
+    expected = r"monitor must be the metric of a ModelCheckpoint callback, got 'val/nope'.*val/acc_pgd"
+    with pytest.raises(ValueError, match=expected):
         train.main(args)
     assert not list(tmp_path.rglob("*.ckpt"))
+
+
+def test_checkpoint_saved_outside_the_cli_still_exports(trained, tmp_path: Path) -> None:
+    checkpoint = torch.load(trained["last"], map_location="cpu", weights_only=True)
+    del checkpoint[CHECKPOINT_KEY]
+    torch.save(checkpoint, tmp_path / "bare.ckpt")
+    bundle = export_bundle(tmp_path / "bare.ckpt", tmp_path / "bundle")
+    assert bundle.metadata["dataset"]["name"] == "SyntheticShapes"
+    assert bundle.metadata["dataset"]["class_names"] == ["0", "1", "2", "3"]
+    assert "no resolved recipe" in (bundle.directory / FILES["config"]).read_text()
+    config = yaml.safe_load((bundle.directory / FILES["config"]).read_text())
+    assert config["model"]["backbone"] == "small_cnn" and config["data"]["init_args"]["train_size"] == 96
+    assert bundle.metrics["logged"] == {} and bundle.metrics["checkpoint_monitors"][0]["name"] == "val/acc_pgd"

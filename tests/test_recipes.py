@@ -56,17 +56,20 @@ def test_cifar10_recipe_follows_rice_et_al(tmp_path: Path) -> None:
     assert model["backbone"] == "preact_resnet18"
     for node in (model["objective"]["init_args"]["attack"], model["eval_attack"]):
         args = attack_args(node)
-        assert args["eps"] == pytest.approx(8 / 255, abs=1e-12) and args["step_size"] == pytest.approx(2 / 255, abs=1e-12)
+        assert args["eps"] == pytest.approx(8 / 255, abs=1e-12)
+        assert args["step_size"] == pytest.approx(2 / 255, abs=1e-12)
         assert args["steps"] == 10 and args["norm"] == "linf" and args["random_start"]
     assert model["objective"]["init_args"]["attack"]["init_args"]["model_mode"] == "train"
     optimizer = model["optimizer"]
     assert optimizer["class_path"] == "torch.optim.SGD"
-    assert {k: optimizer["init_args"][k] for k in ("lr", "momentum", "weight_decay")} == {"lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4}
+    sgd = {k: optimizer["init_args"][k] for k in ("lr", "momentum", "weight_decay")}
+    assert sgd == {"lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4}
     assert model["lr_scheduler"]["class_path"] == "torch.optim.lr_scheduler.MultiStepLR"
     assert model["lr_scheduler"]["init_args"]["milestones"] == [100, 150] and model["scheduler_interval"] == "epoch"
     assert config["trainer"]["max_epochs"] == 200 and config["data"]["init_args"]["batch_size"] == 128
     data = config["data"]["init_args"]
-    assert data["augment"] and data["crop_padding"] == 4 and data["padding_mode"] == "reflect" and data["horizontal_flip"]
+    assert data["augment"] and data["horizontal_flip"]
+    assert data["crop_padding"] == 4 and data["padding_mode"] == "reflect"
 
 
 def _flatten(node: object, prefix: str = "") -> dict[str, object]:
@@ -88,7 +91,12 @@ def test_erm_recipe_differs_from_pgd_at_only_in_objective_and_selection(tmp_path
     WRITERS[dataset](tmp_path)
     erm, pgd = (_flatten(resolved(f"{dataset}/{name}.yaml", tmp_path)) for name in ("erm", "pgd_at"))
     differing = {k for k in erm.keys() | pgd.keys() if erm.get(k) != pgd.get(k)}
-    allowed = ("model.objective", "trainer.logger.init_args.name", "trainer.callbacks[0].init_args.monitor", "trainer.callbacks[0].init_args.filename")
+    allowed = (
+        "model.objective",
+        "trainer.logger.init_args.name",
+        "trainer.callbacks[0].init_args.monitor",
+        "trainer.callbacks[0].init_args.filename",
+    )
     assert differing and all(k.startswith(allowed) for k in differing), sorted(differing)
     assert erm["model.objective.class_path"] == "losses.ERM"
 
@@ -98,7 +106,11 @@ def test_erm_recipe_differs_from_pgd_at_only_in_objective_and_selection(tmp_path
     [
         ("mnist/pgd_at.yaml", lambda root: write_mnist(root, "MNIST", n_train=8, n_test=4), []),
         ("fashion_mnist/pgd_at.yaml", lambda root: write_mnist(root, "FashionMNIST", n_train=8, n_test=4), []),
-        ("cifar10/pgd_at.yaml", lambda root: write_cifar(root, 10, n_per_batch=2), ['--model.backbone_kwargs={"width": 8}']),
+        (
+            "cifar10/pgd_at.yaml",
+            lambda root: write_cifar(root, 10, n_per_batch=2),
+            ['--model.backbone_kwargs={"width": 8}'],
+        ),
     ],
     ids=["mnist", "fashion_mnist", "cifar10"],
 )
@@ -138,7 +150,8 @@ def test_recipe_trains_a_step_on_tiny_files(tmp_path: Path, recipe: str, write, 
 
 def test_recipe_with_missing_files_stops_before_training(tmp_path: Path, capsys) -> None:
     with pytest.raises(SystemExit) as info:
-        train.main(["fit", "--config", str(REPO / "configs" / "mnist" / "pgd_at.yaml"), f"--data.init_args.data_dir={tmp_path / 'absent'}"])
+        recipe = str(REPO / "configs" / "mnist" / "pgd_at.yaml")
+        train.main(["fit", "--config", recipe, f"--data.init_args.data_dir={tmp_path / 'absent'}"])
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert "invalid configuration: data.init_args.data_dir: data_dir" in err
