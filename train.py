@@ -1,4 +1,5 @@
-"""robustlens command line: ``python train.py {fit,validate,test} --config configs/<recipe>.yaml``.
+"""robustlens command line: ``python train.py {fit,validate,test} --config configs/<recipe>.yaml``,
+and ``python train.py export --ckpt_path <checkpoint> --out_dir <folder>`` (:mod:`export.cli`).
 
 A LightningCLI over :class:`RobustClassifier` and any :class:`ImageDataModule`. The model is
 sized from the datamodule (classes, input shape, normalisation). Every field can be overridden
@@ -26,6 +27,7 @@ from pytorch_lightning.loggers import WandbLogger
 
 from callbacks import SaveConfigToRun
 from datamodules import ImageDataModule
+from export import cli as export_cli
 from lightning_modules import DivergenceError, RobustClassifier
 
 LINKED_FROM_DATA = ("num_classes", "input_shape", "mean", "std")
@@ -178,12 +180,17 @@ class RobustLensCLI(LightningCLI):
         print("\n".join(lines), flush=True)
 
 
-def main(args: list[str] | None = None, run: bool = True) -> RobustLensCLI:
+def main(args: list[str] | None = None, run: bool = True) -> RobustLensCLI | None:
     """Build (and by default run) the command line; ``args`` replaces ``sys.argv[1:]``.
 
-    After a run, an open W&B run is finished so that its files are complete on disk (the
-    command is over; an offline run can then be synced with ``wandb sync``).
+    ``export`` needs no recipe, so it is handed to :func:`export.cli.main` before LightningCLI
+    is built. After a run, an open W&B run is finished so that its files are complete on disk
+    (the command is over; an offline run can then be synced with ``wandb sync``).
     """
+    argv = sys.argv[1:] if args is None else args
+    if argv[:1] == ["export"]:
+        export_cli.main(argv[1:])
+        return None
     try:
         cli = RobustLensCLI(
             RobustClassifier,

@@ -4,7 +4,9 @@ LightningCLI's own ``SaveConfigCallback`` writes ``config.yaml`` to ``trainer.lo
 for the W&B logger is the shared save directory, so a second run refuses to start. This one
 writes into the run's own folder (the W&B run's ``files/`` folder, or the CSV/TensorBoard
 version folder) and logs the resolved config through every logger, so it appears as the W&B
-run's config. It runs on rank zero only and needs no collective call.
+run's config. It runs on rank zero only and needs no collective call. It also stores the
+resolved config, the dataset's facts and the metrics so far in every checkpoint
+(:mod:`callbacks.checkpoint_metadata`), so that a checkpoint can be exported on its own.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import yaml
 from pytorch_lightning import LightningModule, Trainer
 from pytorch_lightning.cli import SaveConfigCallback
 from pytorch_lightning.loggers import WandbLogger
+
+from callbacks.checkpoint_metadata import CHECKPOINT_KEY, run_metadata
 
 
 def run_directory(trainer: Trainer) -> str | None:
@@ -38,9 +42,16 @@ class SaveConfigToRun(SaveConfigCallback):
                 os.makedirs(directory, exist_ok=True)
                 path = os.path.join(directory, self.config_filename)
                 self.parser.save(self.config, path, overwrite=True, multifile=False)
-            config: dict[str, Any] = yaml.safe_load(self.parser.dump(self.config))
-            config.pop("subcommand", None)
-            config.pop("config", None)
+            config = self._resolved_config()
             for logger in trainer.loggers:
                 logger.log_hyperparams(config)
         self.already_saved = True
+
+    def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CHECKPOINT_KEY] = run_metadata(trainer, yaml.safe_dump(self._resolved_config(), sort_keys=False))
+
+    def _resolved_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = yaml.safe_load(self.parser.dump(self.config))
+        config.pop("subcommand", None)
+        config.pop("config", None)
+        return config

@@ -1,17 +1,34 @@
 """Datamodules: images in [0, 1], batches ``(x, y)``, and seeded probe sets for evaluation."""
 
 from datamodules.base import SPLITS, ImageDataModule, ProbeBatch
+from datamodules.cifar import CIFAR10, CIFAR100
+from datamodules.image_folder import ImageFolder
+from datamodules.image_split import ImageSplit, RandomCropFlip
+from datamodules.mnist import MNIST, FashionMNIST
+from datamodules.published import PublishedDataModule
 from datamodules.resumable import EpochSeededSampler, ResumableDataLoader
+from datamodules.split_base import SplitImageDataModule
+from datamodules.svhn import SVHN
 from datamodules.synthetic import SHAPES, ShapesTensors, SyntheticShapes, generate_shapes
 
 __all__ = [
+    "CIFAR10",
+    "CIFAR100",
+    "MNIST",
     "SHAPES",
     "SPLITS",
+    "SVHN",
     "EpochSeededSampler",
+    "FashionMNIST",
     "ImageDataModule",
+    "ImageFolder",
+    "ImageSplit",
     "ProbeBatch",
+    "PublishedDataModule",
+    "RandomCropFlip",
     "ResumableDataLoader",
     "ShapesTensors",
+    "SplitImageDataModule",
     "SyntheticShapes",
     "generate_shapes",
 ]

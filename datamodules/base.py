@@ -93,6 +93,7 @@ class ImageDataModule(LightningDataModule):
             seed=torch.initial_seed() % 2**31,
             num_workers=num_workers,
             persistent_workers=num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
         )
 
     def probe_batch(self, size: int, seed: int = 0, split: str = "val") -> ProbeBatch:

@@ -8,7 +8,13 @@ Exact resume after a pre-emption needs three things from the data side:
    ``state_dict``/``load_state_dict`` pair that Lightning saves with its loop state;
 3. creating an iterator does not draw from the global RNG (PyTorch draws the workers' base
    seed from it unless the loader has its own ``generator``), so training randomness — attack
-   starts, dropout — is the same whether or not the run was interrupted.
+   starts, dropout — is the same whether or not the run was interrupted. The loader's own
+   generator is re-seeded from (seed, epoch) at every epoch, so worker seeds do not depend on
+   how many epochs this process has run either.
+
+Random augmentation is the one gap: it draws per item, so after a mid-epoch resume the rest of
+that epoch sees different crops and flips than the uninterrupted run would have (later epochs
+and everything without augmentation resume exactly).
 """
 
 from __future__ import annotations
@@ -73,6 +79,8 @@ class ResumableDataLoader(DataLoader):
 
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
         skip, self._skip = self._skip, 0
+        epoch = getattr(self.sampler, "epoch", 0)
+        self.generator.manual_seed(self.seed * 1_000_003 + epoch + 1)  # type: ignore[union-attr]
         if skip and isinstance(self.sampler, EpochSeededSampler) and self.batch_size is not None:
             self.sampler.start = skip * self.batch_size
             skip_by_consuming = 0
