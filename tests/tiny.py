@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import pytest
 import torch
 from torch import Tensor, nn
 
@@ -35,3 +38,12 @@ def shapes_batch(n: int = 16, num_classes: int = 3, size: int = 16, channels: in
     """A batch of synthetic shapes, x in [0, 1] (n, C, size, size) and labels (n,)."""
     data = generate_shapes(n, num_classes, size, channels, seed=seed)
     return data.images, data.labels
+
+
+@pytest.fixture(scope="module")
+def single_thread() -> Iterator[None]:
+    """One intra-op thread for the module: tiny models train faster so, much faster on a shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
