@@ -19,7 +19,10 @@ the saliency map of the label logit, with x' in the ε-ball around x chosen by `
 
 Both gradients keep their graph (``create_graph=True``), so the weights learn to align them.
 A regulariser: it returns the penalty and no logits; compose it with :class:`losses.WeightedSum`.
-Eager mode only; refuses float16 autocast (see :mod:`losses.input_gradients`).
+The label logit's input gradient does not depend on the last layer's bias, so alone this
+penalty leaves that bias without a gradient (DDP's unused-parameter check would object);
+composed with a training loss every parameter is used. Eager mode only; refuses float16
+autocast (see :mod:`losses.input_gradients`).
 """
 
 from __future__ import annotations
@@ -89,7 +92,8 @@ class AttributionStability(Objective):
         if self.perturbation == "ce_adversarial":
             return adversarial_example(attack, model, x, y, context)
         with torch.enable_grad(), module_mode(model, attack.model_mode):
-            reference = saliency_with_graph(model, x, y).detach()  # (B, C, H, W)
+            x_leaf = input_leaf(x)
+            reference = per_example_logit_gradient(x_leaf, model(x_leaf), y, create_graph=False)  # (B, C, H, W)
 
         def cosine_distance(x_adv: Tensor) -> Tensor:
             g_adv = per_example_logit_gradient(x_adv, model(x_adv), y, create_graph=True)

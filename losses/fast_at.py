@@ -37,7 +37,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attacks import PGD, FGSMRandomStart
+from attacks import PGD, FGSMRandomStart, module_mode
 from losses.base import Objective, ObjectiveOutput, StepContext, upcast
 from losses.pgd_at import EpsilonWarmup, adversarial_example, scaled_attack
 
@@ -121,7 +121,7 @@ class FastAdversarialTraining(Objective):
         assert self._probe is not None
         x, y = self._probe
         x_adv = attack(model, x, y)
-        with torch.no_grad():
+        with torch.no_grad(), module_mode(model, "eval"):
             correct = (model(x_adv).argmax(1) == y).sum().float()
         counts = torch.stack([correct, torch.tensor(float(y.numel()), device=y.device)])
         if dist.is_available() and dist.is_initialized():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
 import pytest
@@ -42,6 +43,12 @@ CASES: list[tuple[Callable[[], object], str]] = [
 def test_constructor_names_the_field(build: Callable[[], object], field: str) -> None:
     with pytest.raises(ValueError, match=f"^{field} must be"):
         build()
+
+
+@pytest.fixture(autouse=True)
+def no_command_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """train.main gets its arguments from the test, not from pytest's own command line."""
+    monkeypatch.setattr(sys, "argv", ["train.py"])
 
 
 def cli_error(capsys: pytest.CaptureFixture[str], *overrides: str) -> str:
