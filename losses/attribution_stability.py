@@ -85,7 +85,9 @@ class AttributionStability(Objective):
         self.attack = attack if attack is not None else PGD(eps=8 / 255, step_size=2 / 255, steps=10)
         self.warmup = EpsilonWarmup(eps_warmup_steps)
 
-    def perturbed_input(self, model: nn.Module, x: Tensor, y: Tensor, attack: PGD, context: StepContext | None) -> Tensor:
+    def perturbed_input(
+        self, model: nn.Module, x: Tensor, y: Tensor, attack: PGD, context: StepContext | None
+    ) -> Tensor:
         """x' (B, C, H, W), detached, in the ε-ball of ``attack`` around ``x``."""
         if self.perturbation == "random":
             return attack.threat.random_init(x.detach())

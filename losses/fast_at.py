@@ -22,8 +22,9 @@ On detection, ``on_catastrophic_overfitting`` chooses: "warn" (a warning, traini
 "stop" (the objective sets :attr:`stop_requested`; the LightningModule ends the fit after
 the step, and the best checkpoint by ``val/acc_pgd`` is the model from before the collapse),
 or "fallback_to_pgd" (the rest of training uses PGD-AT with ``fallback_attack``). The
-``co_detected`` log is 0 until detection and 1 from then on; ``co_pgd_acc`` is logged on the
-steps that check.
+``co_detected`` log is 0 until detection and 1 from then on; ``co_pgd_acc`` is the probe's PGD
+accuracy at the latest check, logged on every step from the first check on (so that it shows
+whatever ``log_every_n_steps`` is).
 """
 
 from __future__ import annotations
@@ -90,7 +91,9 @@ class FastAdversarialTraining(Objective):
         if not 0.0 < co_drop <= 1.0:
             raise ValueError(f"co_drop must be in (0, 1], got {co_drop}")
         if on_catastrophic_overfitting not in CO_ACTIONS:
-            raise ValueError(f"on_catastrophic_overfitting must be one of {CO_ACTIONS}, got {on_catastrophic_overfitting!r}")
+            raise ValueError(
+                f"on_catastrophic_overfitting must be one of {CO_ACTIONS}, got {on_catastrophic_overfitting!r}"
+            )
         self.attack = attack if attack is not None else FGSMRandomStart(eps=8 / 255)
         self.co_attack = co_attack if co_attack is not None else _pgd_like(self.attack, seed=0)
         self.fallback_attack = fallback_attack if fallback_attack is not None else _pgd_like(self.attack, seed=None)
@@ -102,9 +105,14 @@ class FastAdversarialTraining(Objective):
         # Saved in checkpoints, so that a resumed run keeps its decision (and its fallback).
         self.register_buffer("co_detected", torch.zeros((), dtype=torch.bool))
         self.register_buffer("steps_seen", torch.zeros((), dtype=torch.long))
+        # Python copies of the buffers, read from them once (after any checkpoint is loaded) so
+        # that the step does not wait on the device to learn whether to check.
+        self._detected: bool | None = None
+        self._steps: int | None = None
         # The probe and its best accuracy are taken again after a resume.
         self._probe: tuple[Tensor, Tensor] | None = None
         self._best_check = -math.inf
+        self._last_check: Tensor | None = None
         self._stop_reason: str | None = None
 
     @property
@@ -113,8 +121,15 @@ class FastAdversarialTraining(Objective):
         return self._stop_reason
 
     @property
+    def detected(self) -> bool:
+        """Whether catastrophic overfitting has been detected (in this run or before a resume)."""
+        if self._detected is None:
+            self._detected = bool(self.co_detected)
+        return self._detected
+
+    @property
     def falling_back(self) -> bool:
-        return bool(self.co_detected) and self.on_catastrophic_overfitting == "fallback_to_pgd"
+        return self.detected and self.on_catastrophic_overfitting == "fallback_to_pgd"
 
     def probe_pgd_accuracy(self, model: nn.Module, attack: PGD) -> float:
         """PGD accuracy of ``model`` on the probe, summed over DDP processes when there are any."""
@@ -128,22 +143,26 @@ class FastAdversarialTraining(Objective):
             dist.all_reduce(counts)
         return float(counts[0] / counts[1])
 
-    def _check(self, model: nn.Module, x: Tensor, y: Tensor, fraction: float) -> Tensor | None:
-        """Run the CO check when it is due; returns the probe's PGD accuracy, or None."""
+    def _check(self, model: nn.Module, x: Tensor, y: Tensor, fraction: float) -> None:
+        """Run the CO check when it is due."""
         if self._probe is None:
             self._probe = (x[: self.co_check_size].detach().clone(), y[: self.co_check_size].detach().clone())
-        step = int(self.steps_seen)
+        if self._steps is None:
+            self._steps = int(self.steps_seen)
+        step = self._steps
+        self._steps += 1
         self.steps_seen += 1
-        if self.co_check_every == 0 or bool(self.co_detected) or fraction < 1.0 or step % self.co_check_every:
-            return None
+        if self.co_check_every == 0 or self.detected or fraction < 1.0 or step % self.co_check_every:
+            return
         accuracy = self.probe_pgd_accuracy(model, self.co_attack)
         if accuracy < self._best_check - self.co_drop:
             self._on_detection(step, accuracy)
         self._best_check = max(self._best_check, accuracy)
-        return torch.tensor(accuracy, device=x.device)
+        self._last_check = torch.tensor(accuracy, device=x.device)
 
     def _on_detection(self, step: int, accuracy: float) -> None:
         self.co_detected.fill_(True)
+        self._detected = True
         message = (
             f"catastrophic overfitting at training step {step} of this objective: PGD accuracy on the probe "
             f"fell to {accuracy:.3f} from a best of {self._best_check:.3f} (co_drop {self.co_drop})"
@@ -157,14 +176,14 @@ class FastAdversarialTraining(Objective):
 
     def forward(self, model: nn.Module, x: Tensor, y: Tensor, context: StepContext | None = None) -> ObjectiveOutput:
         fraction = self.warmup.next_fraction()
-        check_accuracy = self._check(model, x, y, fraction)
+        self._check(model, x, y, fraction)
         attack = scaled_attack(self.fallback_attack if self.falling_back else self.attack, fraction)
         x_adv = adversarial_example(attack, model, x, y, context)
         logits_adv = model(x_adv)
         ce_adv = F.cross_entropy(upcast(logits_adv), y)
         logs = {"ce_adv": ce_adv.detach(), "co_detected": self.co_detected.float()}
-        if check_accuracy is not None:
-            logs["co_pgd_acc"] = check_accuracy
+        if self._last_check is not None:
+            logs["co_pgd_acc"] = self._last_check
         if self.warmup.warmup_steps:
             logs["eps"] = torch.tensor(attack.eps, device=x.device)
         return ObjectiveOutput(ce_adv, logs, logits_adv)

@@ -36,7 +36,9 @@ def input_leaf(x: Tensor) -> Tensor:
     return x.detach().requires_grad_(True)
 
 
-def clean_forward(model: nn.Module, x: Tensor, context: StepContext | None, needs_input_grad: bool) -> tuple[Tensor, Tensor]:
+def clean_forward(
+    model: nn.Module, x: Tensor, context: StepContext | None, needs_input_grad: bool
+) -> tuple[Tensor, Tensor]:
     """``(x_leaf, logits)`` of the clean batch, computed once per step when a context is shared.
 
     Within a :class:`StepContext` the forward is always taken on a leaf that requires grad, so

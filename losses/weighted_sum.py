@@ -88,7 +88,9 @@ class WeightedSum(Objective):
             names.append(part.name or default_log_name(part.objective))
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
-            raise ValueError(f"parts must have distinct names, got {duplicates} more than once; set `name` on one of them")
+            raise ValueError(
+                f"parts must have distinct names, got {duplicates} more than once; set `name` on one of them"
+            )
         self.names = names
         self.weights = [float(part.weight) for part in parts]
         self.parts = nn.ModuleList(part.objective for part in parts)

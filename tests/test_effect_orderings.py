@@ -45,7 +45,9 @@ TEST = generate_shapes(256, NUM_CLASSES, SIZE, 1, seed=1)
 
 def train(objective: Objective) -> nn.Module:
     torch.manual_seed(0)
-    model = build_model("small_cnn", NUM_CLASSES, (1, SIZE, SIZE), (0.5,), (0.25,), backbone_kwargs={"width": 8, "hidden": 32})
+    model = build_model(
+        "small_cnn", NUM_CLASSES, (1, SIZE, SIZE), (0.5,), (0.25,), backbone_kwargs={"width": 8, "hidden": 32}
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     order = torch.Generator().manual_seed(0)
     for _ in range(STEPS):

@@ -45,7 +45,7 @@ def test_collapse_of_pgd_accuracy_is_detected_and_logged() -> None:
     with pytest.warns(UserWarning, match="catastrophic overfitting"):
         outs = run_steps(objective, [ROBUST, ROBUST, COLLAPSED, COLLAPSED])
     assert [float(o.logs["co_detected"]) for o in outs] == [0.0, 0.0, 1.0, 1.0]
-    assert [float(o.logs["co_pgd_acc"]) for o in outs if "co_pgd_acc" in o.logs] == [1.0, 0.0]
+    assert [float(o.logs["co_pgd_acc"]) for o in outs] == [1.0, 1.0, 0.0, 0.0]  # the latest check
     assert objective.stop_requested is None
     assert bool(objective.state_dict()["co_detected"])  # saved in checkpoints
 
@@ -60,7 +60,7 @@ def test_no_check_during_the_eps_warmup() -> None:
     objective = fast_at(eps_warmup_steps=4)
     outs = run_steps(objective, [ROBUST, ROBUST, COLLAPSED, COLLAPSED, COLLAPSED, COLLAPSED])
     checked = [i for i, o in enumerate(outs) if "co_pgd_acc" in o.logs]
-    assert checked == [4]  # fraction reaches 1 at step 3; the first check is the next multiple of 2
+    assert checked == [4, 5]  # fraction reaches 1 at step 3; the first check is the next multiple of 2
     assert float(outs[-1].logs["co_detected"]) == 0  # one check: nothing to compare with yet
 
 
@@ -84,6 +84,17 @@ def test_fallback_action_trains_on_pgd_from_then_on() -> None:
             keys.append([k[1] for k in context.computed if k[0] == "adversarial"])
     fgsm = repr(objective.attack)
     assert keys == [[fgsm], [fgsm], [repr(fallback)], [repr(fallback)]]
+
+
+def test_a_resumed_run_keeps_the_decision_and_the_fallback() -> None:
+    objective = fast_at(on_catastrophic_overfitting="fallback_to_pgd")
+    with pytest.warns(UserWarning):
+        run_steps(objective, [ROBUST, ROBUST, COLLAPSED])
+    resumed = fast_at(on_catastrophic_overfitting="fallback_to_pgd")
+    resumed.load_state_dict(objective.state_dict())
+    assert resumed.falling_back and int(resumed.steps_seen) == 3
+    out = run_steps(resumed, [ROBUST])[0]
+    assert float(out.logs["co_detected"]) == 1.0 and "co_pgd_acc" not in out.logs  # no check after detection
 
 
 def test_default_check_attack_is_seeded_pgd_at_the_training_eps() -> None:

@@ -32,7 +32,9 @@ def softplus_betas(model: nn.Module) -> list[float]:
         ("softplus", "relu", True, True, False),
     ],
 )
-def test_each_phase_sees_its_activation(activation, eval_activation, stored_relus, train_softplus, eval_softplus) -> None:
+def test_each_phase_sees_its_activation(
+    activation, eval_activation, stored_relus, train_softplus, eval_softplus
+) -> None:
     module = classifier(activation=activation, eval_activation=eval_activation, softplus_beta=7.0)
     assert (count_relus(module.model) > 0) == stored_relus
     for phase, softplus in (("train", train_softplus), ("eval", eval_softplus)):
@@ -79,7 +81,9 @@ def test_training_step_runs_with_softplus_when_only_training_asks_for_it(tmp_pat
     assert count_relus(module.model) > 0
 
 
-@pytest.mark.parametrize(("kwargs", "field"), [({"softplus_beta": 0.0}, "softplus_beta"), ({"eval_activation": "tanh"}, "eval_activation")])
+@pytest.mark.parametrize(
+    ("kwargs", "field"), [({"softplus_beta": 0.0}, "softplus_beta"), ({"eval_activation": "tanh"}, "eval_activation")]
+)
 def test_bad_softplus_options_name_the_field(kwargs, field) -> None:
     with pytest.raises(ValueError, match=f"^{field} must be"):
         classifier(**kwargs)

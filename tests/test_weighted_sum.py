@@ -28,7 +28,13 @@ def test_weights_apply_and_every_part_is_logged_under_its_name() -> None:
     erm = ERM()(model, x, y).loss
     penalty = InputGradientPenalty(penalty_weight=3.0)(model, x, y).loss
     torch.testing.assert_close(total.loss, erm + 0.5 * penalty)
-    assert set(total.logs) == {"erm", "erm/ce", "input_gradient", "input_gradient/penalty", "input_gradient/grad_norm_sq"}
+    assert set(total.logs) == {
+        "erm",
+        "erm/ce",
+        "input_gradient",
+        "input_gradient/penalty",
+        "input_gradient/grad_norm_sq",
+    }
     torch.testing.assert_close(total.logs["input_gradient"], penalty.detach())
     torch.testing.assert_close(total.logits, model(x))  # the first part that returns logits
 

@@ -12,7 +12,9 @@ from datamodules import generate_shapes
 from lightning_modules import build_model
 
 
-def tiny_cnn(num_classes: int = 3, size: int = 16, channels: int = 1, seed: int = 0, activation: str = "relu") -> nn.Module:
+def tiny_cnn(
+    num_classes: int = 3, size: int = 16, channels: int = 1, seed: int = 0, activation: str = "relu"
+) -> nn.Module:
     """small_cnn of width 4 (Normalize first), for batches of ``channels``×``size``×``size``."""
     torch.manual_seed(seed)
     return build_model(
@@ -34,7 +36,9 @@ def smooth_mlp(in_features: int = 12, num_classes: int = 3, seed: int = 0) -> nn
     ).double()
 
 
-def shapes_batch(n: int = 16, num_classes: int = 3, size: int = 16, channels: int = 1, seed: int = 0) -> tuple[Tensor, Tensor]:
+def shapes_batch(
+    n: int = 16, num_classes: int = 3, size: int = 16, channels: int = 1, seed: int = 0
+) -> tuple[Tensor, Tensor]:
     """A batch of synthetic shapes, x in [0, 1] (n, C, size, size) and labels (n,)."""
     data = generate_shapes(n, num_classes, size, channels, seed=seed)
     return data.images, data.labels
