@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from attacks import PGD, module_mode
 from losses.base import Objective, ObjectiveOutput, StepContext
 from losses.input_gradients import (
+    adversarial_forward,
     clean_forward,
     flat_cosine,
     input_leaf,
@@ -109,7 +110,11 @@ class AttributionStability(Objective):
         x_perturbed = self.perturbed_input(model, x, y, attack, context)
         x_leaf, logits = clean_forward(model, x, context, needs_input_grad=True)
         g_clean = per_example_logit_gradient(x_leaf, logits, y, create_graph=True)
-        g_perturbed = saliency_with_graph(model, x_perturbed, y)
+        if self.perturbation == "ce_adversarial":  # PGD-AT's forward at the same example, if any
+            x_adv_leaf, logits_adv = adversarial_forward(model, x_perturbed, attack, context, needs_input_grad=True)
+            g_perturbed = per_example_logit_gradient(x_adv_leaf, logits_adv, y, create_graph=True)
+        else:
+            g_perturbed = saliency_with_graph(model, x_perturbed, y)
         cosine = flat_cosine(g_clean, g_perturbed).mean()
         penalty = self.penalty_weight * (1.0 - cosine)
         logs = {"penalty": penalty.detach(), "cosine": cosine.detach()}

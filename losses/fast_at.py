@@ -40,6 +40,7 @@ from torch import Tensor, nn
 
 from attacks import PGD, FGSMRandomStart, module_mode
 from losses.base import Objective, ObjectiveOutput, StepContext, upcast
+from losses.input_gradients import adversarial_forward
 from losses.pgd_at import EpsilonWarmup, adversarial_example, scaled_attack
 
 COAction = Literal["warn", "stop", "fallback_to_pgd"]
@@ -179,7 +180,7 @@ class FastAdversarialTraining(Objective):
         self._check(model, x, y, fraction)
         attack = scaled_attack(self.fallback_attack if self.falling_back else self.attack, fraction)
         x_adv = adversarial_example(attack, model, x, y, context)
-        logits_adv = model(x_adv)
+        _, logits_adv = adversarial_forward(model, x_adv, attack, context, needs_input_grad=False)
         ce_adv = F.cross_entropy(upcast(logits_adv), y)
         logs = {"ce_adv": ce_adv.detach(), "co_detected": self.co_detected.float()}
         if self._last_check is not None:

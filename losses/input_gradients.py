@@ -17,7 +17,7 @@ float16 autocast with :func:`refuse_float16_autocast` and work under ``bf16-mixe
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from attacks import PGD, module_mode
 from losses.base import StepContext, upcast
 
-CLEAN_FORWARD_KEY = ("clean_forward",)
+CLEAN_FORWARD_KEY = "clean"
 
 
 def input_leaf(x: Tensor) -> Tensor:
@@ -36,20 +36,23 @@ def input_leaf(x: Tensor) -> Tensor:
     return x.detach().requires_grad_(True)
 
 
-def clean_forward(
-    model: nn.Module, x: Tensor, context: StepContext | None, needs_input_grad: bool
+def shared_forward(
+    model: nn.Module, x: Tensor, context: StepContext | None, key: Hashable, needs_input_grad: bool
 ) -> tuple[Tensor, Tensor]:
-    """``(x_leaf, logits)`` of the clean batch, computed once per step when a context is shared.
+    """``(x_leaf, logits)`` of a batch, computed once per step under ``key`` when a context is shared.
 
     Within a :class:`StepContext` the forward is always taken on a leaf that requires grad, so
-    that a later part (an input-gradient penalty after ERM's cross-entropy) can differentiate
-    the same logits with respect to the input instead of running the model again. The cost is
-    the input's gradient in the final backward, one transposed convolution.
+    that a later part can differentiate the same logits with respect to the input instead of
+    running the model again (an input-gradient penalty after ERM's cross-entropy; attribution
+    stability at PGD-AT's adversarial example). The cost is the input's gradient in the final
+    backward, one transposed convolution. Key the forward by what determines ``x``: the clean
+    batch, or the attack that produced it.
 
     Args:
-        model: the classifier, in whatever mode the caller chose.
-        x: (B, C, H, W) clean inputs in [0, 1].
+        model: the classifier, in whatever mode the caller chose (the same for every sharer).
+        x: (B, C, H, W) inputs in [0, 1].
         context: the step's context, or None for a stand-alone objective.
+        key: what the forward is memoised under.
         needs_input_grad: whether the caller will differentiate with respect to ``x``.
 
     Returns:
@@ -67,7 +70,21 @@ def clean_forward(
         x_leaf = input_leaf(x)
         return x_leaf, model(x_leaf)
 
-    return context.get(CLEAN_FORWARD_KEY, forward)
+    return context.get(("forward", key), forward)
+
+
+def clean_forward(
+    model: nn.Module, x: Tensor, context: StepContext | None, needs_input_grad: bool
+) -> tuple[Tensor, Tensor]:
+    """:func:`shared_forward` of the clean batch: ERM's logits and the penalties' gradients."""
+    return shared_forward(model, x, context, CLEAN_FORWARD_KEY, needs_input_grad)
+
+
+def adversarial_forward(
+    model: nn.Module, x_adv: Tensor, attack: PGD, context: StepContext | None, needs_input_grad: bool
+) -> tuple[Tensor, Tensor]:
+    """:func:`shared_forward` of the example ``attack`` produced (memoised by its repr)."""
+    return shared_forward(model, x_adv, context, ("adversarial", repr(attack)), needs_input_grad)
 
 
 def per_example_loss_gradient(x_leaf: Tensor, logits: Tensor, y: Tensor, create_graph: bool) -> Tensor:

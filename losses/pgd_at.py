@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from attacks import PGD
 from losses.base import Objective, ObjectiveOutput, StepContext, upcast
-from losses.input_gradients import clean_forward
+from losses.input_gradients import adversarial_forward, clean_forward
 
 
 def adversarial_example(attack: PGD, model: nn.Module, x: Tensor, y: Tensor, context: StepContext | None) -> Tensor:
@@ -93,7 +93,7 @@ class PGDAdversarialTraining(Objective):
     def forward(self, model: nn.Module, x: Tensor, y: Tensor, context: StepContext | None = None) -> ObjectiveOutput:
         attack = scaled_attack(self.attack, self.warmup.next_fraction())
         x_adv = adversarial_example(attack, model, x, y, context)
-        logits_adv = model(x_adv)
+        _, logits_adv = adversarial_forward(model, x_adv, attack, context, needs_input_grad=False)
         ce_adv = F.cross_entropy(upcast(logits_adv), y)
         logs = {"ce_adv": ce_adv.detach()}
         if self.warmup.warmup_steps:

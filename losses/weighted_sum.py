@@ -4,8 +4,9 @@
 
 Every part receives the same :class:`StepContext`, created once per step, so work that two
 parts need is done once: the adversarial example of an attack (keyed by the attack's repr, see
-:func:`losses.adversarial_example`), the clean forward with the input requiring grad (ERM's
-logits and an input-gradient penalty's gradient come from one forward).
+:func:`losses.adversarial_example`) and the forward at it (PGD-AT's cross-entropy and attribution
+stability's saliency come from one forward), the clean forward with the input requiring grad
+(ERM's logits and an input-gradient penalty's gradient come from one forward).
 
 Logging: each part's own (unweighted) loss is logged as ``<part>`` and each of its named parts
 as ``<part>/<key>``; the LightningModule adds the ``train/`` prefix and logs the weighted total

@@ -88,6 +88,21 @@ def test_clean_forward_is_shared_between_erm_and_a_gradient_penalty() -> None:
     assert len(forwards) == 1
 
 
+def test_forward_at_a_shared_adversarial_example_is_shared_too() -> None:
+    forwards = []
+    model = tiny_cnn()
+    model.register_forward_hook(lambda module, inputs, output: forwards.append(inputs[0].shape[0]))
+    x, y = shapes_batch(8)
+    WeightedSum(
+        [
+            Part(PGDAdversarialTraining(ATTACK)),
+            Part(AttributionStability(perturbation="ce_adversarial", attack=ATTACK)),
+        ]
+    )(model, x, y)
+    # Two attack steps, one forward at the adversarial example, one clean forward.
+    assert len(forwards) == ATTACK.steps + 2
+
+
 def test_input_requires_grad_and_weights_grad_are_left_as_found() -> None:
     model = tiny_cnn().train()
     x, y = shapes_batch(8)
