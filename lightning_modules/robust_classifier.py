@@ -8,22 +8,28 @@ configured apart from the training attack.
 Logged keys: ``train/loss``, ``train/acc`` (accuracy on the examples the objective trained on:
 adversarial ones for PGD-AT), ``train/<part>`` for every part the objective reports, and per
 evaluation stage ``<stage>/loss``, ``<stage>/acc`` and ``<stage>/acc_pgd``.
+
+An objective may ask to end training (``objective.stop_requested``, e.g. fast adversarial
+training on catastrophic overfitting); the fit then stops after the current step.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from pytorch_lightning import LightningModule
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
+from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from attacks import PGD
+from attributions import softplus_relus
 from lightning_modules.backbones import Activation, Normalize, build_backbone
 from lightning_modules.rng import capture_rng_states, restore_rng_states
 from losses import ERM, Objective
@@ -99,6 +105,12 @@ class RobustClassifier(LightningModule):
         std: per-channel standard deviation of the normalisation layer (set from the datamodule).
         activation: "relu", or "softplus" to train with softplus(β) (Dombrowski et al. 2019).
         softplus_beta: β of the softplus activation.
+        eval_activation: the activation during validation and test when it differs from
+            ``activation`` (None: the same). With ``activation: relu, eval_activation: softplus``
+            a ReLU network is evaluated with smooth gradients; with ``activation: softplus,
+            eval_activation: relu`` it trains with softplus(β) and is evaluated (and exported)
+            as the ReLU network. The stored network holds ReLUs unless both are softplus; the
+            other phase swaps them for softplus(β) while it runs.
         backbone_kwargs: extra arguments of the architecture (``width``, ``batch_norm`` ...).
         objective: the training objective (default: ERM).
         eval_attack: the attack behind ``val/acc_pgd`` and ``test/acc_pgd`` (default: L∞ PGD-10,
@@ -120,6 +132,7 @@ class RobustClassifier(LightningModule):
         std: Sequence[float] = (0.25,),
         activation: Activation = "relu",
         softplus_beta: float = 10.0,
+        eval_activation: Activation | None = None,
         backbone_kwargs: dict[str, Any] | None = None,
         objective: Objective | None = None,
         eval_attack: PGD | None = PGD(eps=8 / 255, step_size=2 / 255, steps=10, seed=0),  # noqa: B008
@@ -133,13 +146,24 @@ class RobustClassifier(LightningModule):
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
         if scheduler_interval not in ("epoch", "step"):
             raise ValueError(f"scheduler_interval must be one of ('epoch', 'step'), got {scheduler_interval!r}")
+        if not softplus_beta > 0:
+            raise ValueError(f"softplus_beta must be > 0, got {softplus_beta}")
+        if eval_activation not in (None, "relu", "softplus"):
+            raise ValueError(f"eval_activation must be one of (None, 'relu', 'softplus'), got {eval_activation!r}")
+        eval_activation = activation if eval_activation is None else eval_activation
+        stored_activation = "softplus" if activation == eval_activation == "softplus" else "relu"
+        self._softplus_during = {
+            "train": activation == "softplus" and stored_activation == "relu",
+            "eval": eval_activation == "softplus" and stored_activation == "relu",
+        }
         # The CLI logs the whole resolved config once (callbacks.SaveConfigToRun); hparams still go
         # into every checkpoint, as plain data only (see _keep_plain_hparams).
         self.save_hyperparameters(logger=False)
         _keep_plain_hparams(self)
         self.model = build_model(
-            backbone, num_classes, input_shape, mean, std, activation, softplus_beta, backbone_kwargs
+            backbone, num_classes, input_shape, mean, std, stored_activation, softplus_beta, backbone_kwargs
         )
+        self.softplus_beta = softplus_beta
         self.objective = objective if objective is not None else ERM()
         self.eval_attack = eval_attack
         self.optimizer_factory = optimizer
@@ -157,11 +181,22 @@ class RobustClassifier(LightningModule):
         """Logits for images ``x`` in [0, 1]."""
         return self.model(x)
 
+    def _activation(self, phase: Literal["train", "eval"]) -> AbstractContextManager[Any]:
+        """Softplus(β) in place of the ReLUs during ``phase`` when it differs from the stored net."""
+        if self._softplus_during[phase]:
+            return softplus_relus(self.model, self.softplus_beta)
+        return nullcontext()
+
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
-        out = self.objective(self.model, x, y)
+        with self._activation("train"):
+            out = self.objective(self.model, x, y)
         if self.check_finite and not torch.isfinite(out.loss):
             raise DivergenceError(self._divergence_message(out.loss, out.logs))
+        reason = getattr(self.objective, "stop_requested", None)
+        if reason and not self.trainer.should_stop:
+            rank_zero_warn(f"training stops after this step: {reason}")
+            self.trainer.should_stop = True
         self.log("train/loss", out.loss.detach(), prog_bar=True)
         if out.logits is not None:
             self.train_acc(out.logits.detach(), y)
@@ -194,10 +229,12 @@ class RobustClassifier(LightningModule):
             self._rng_states_to_restore = None
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._evaluation_step("val", batch)
+        with self._activation("eval"):
+            self._evaluation_step("val", batch)
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._evaluation_step("test", batch)
+        with self._activation("eval"):
+            self._evaluation_step("test", batch)
 
     def _evaluation_step(self, stage: str, batch: tuple[Tensor, Tensor]) -> None:
         """Clean loss and accuracy, and accuracy under ``eval_attack``.

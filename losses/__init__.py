@@ -1,19 +1,54 @@
 """Training objectives: ``objective(model, x, y) -> ObjectiveOutput(loss, logs, logits)``.
 
 Plain PyTorch; nothing here imports Lightning, so a notebook can train or evaluate with them.
+
+Training losses: :class:`ERM`, :class:`PGDAdversarialTraining`, :class:`TRADES`,
+:class:`FastAdversarialTraining` (FGSM-RS), :class:`SaliencyGuidedTraining`. Regularisers, which
+return a penalty alone and are meant to be added to a training loss with :class:`WeightedSum`:
+:class:`InputGradientPenalty`, :class:`AttributionStability`, :class:`CurvaturePenalty`,
+:class:`IGNorm`.
 """
 
+from losses.attribution_stability import AttributionStability
 from losses.base import Objective, ObjectiveOutput, StepContext
+from losses.curvature import CurvaturePenalty
 from losses.erm import ERM
+from losses.fast_at import FastAdversarialTraining
+from losses.ig_norm import IGNorm, integrated_gradients_of_loss
+from losses.input_gradient_penalty import InputGradientPenalty
+from losses.input_gradients import (
+    clean_forward,
+    flat_cosine,
+    per_example_logit_gradient,
+    per_example_loss_gradient,
+)
 from losses.pgd_at import EpsilonWarmup, PGDAdversarialTraining, adversarial_example, scaled_attack
+from losses.saliency_guided import SaliencyGuidedTraining
+from losses.trades import TRADES, kl_divergence
+from losses.weighted_sum import Part, WeightedSum
 
 __all__ = [
     "ERM",
+    "TRADES",
+    "AttributionStability",
+    "CurvaturePenalty",
     "EpsilonWarmup",
+    "FastAdversarialTraining",
+    "IGNorm",
+    "InputGradientPenalty",
     "Objective",
     "ObjectiveOutput",
     "PGDAdversarialTraining",
+    "Part",
+    "SaliencyGuidedTraining",
     "StepContext",
+    "WeightedSum",
     "adversarial_example",
+    "clean_forward",
+    "flat_cosine",
+    "integrated_gradients_of_loss",
+    "kl_divergence",
+    "per_example_logit_gradient",
+    "per_example_loss_gradient",
     "scaled_attack",
 ]

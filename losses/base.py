@@ -15,9 +15,19 @@ the same one; one clean forward).
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
+import torch
 from torch import Tensor, nn
+
+
+def upcast(t: Tensor) -> Tensor:
+    """``t`` in float32 when it is in a narrower float type (autocast's bfloat16/float16), else as is.
+
+    Losses and reductions run in at least float32 under mixed precision; a float64 model (the
+    finite-difference tests) keeps its precision.
+    """
+    return t.float() if t.is_floating_point() and torch.finfo(t.dtype).bits < 32 else t
 
 
 class ObjectiveOutput(NamedTuple):
@@ -56,7 +66,25 @@ class StepContext:
 
 
 class Objective(nn.Module):
-    """Base class of training objectives; subclasses implement :meth:`forward`."""
+    """Base class of training objectives; subclasses implement :meth:`forward`.
+
+    Attributes:
+        log_name: the short name a :class:`losses.WeightedSum` logs this objective's parts
+            under (``pgd_at``, ``input_gradient`` ...).
+    """
+
+    log_name: ClassVar[str] = ""
+
+    @property
+    def stop_requested(self) -> str | None:
+        """Why training should end after this step, or None.
+
+        An objective that detects a failure it cannot train through (catastrophic overfitting
+        of FGSM training, :class:`losses.FastAdversarialTraining`) returns a reason here; the
+        LightningModule then ends the fit after the current step. Objectives stay free of
+        Lightning: they ask, the training loop decides.
+        """
+        return None
 
     def forward(self, model: nn.Module, x: Tensor, y: Tensor, context: StepContext | None = None) -> ObjectiveOutput:
         """Loss of ``model`` on the batch (x in [0, 1], y class indices)."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from losses.base import Objective, ObjectiveOutput, StepContext
+from losses.base import Objective, ObjectiveOutput, StepContext, upcast
+from losses.input_gradients import clean_forward
 
 
 class ERM(Objective):
@@ -15,6 +16,8 @@ class ERM(Objective):
         label_smoothing: ε of label smoothing (Szegedy et al., CVPR 2016), in [0, 1).
     """
 
+    log_name = "erm"
+
     def __init__(self, label_smoothing: float = 0.0) -> None:
         super().__init__()
         if not 0.0 <= label_smoothing < 1.0:
@@ -22,6 +25,7 @@ class ERM(Objective):
         self.label_smoothing = float(label_smoothing)
 
     def forward(self, model: nn.Module, x: Tensor, y: Tensor, context: StepContext | None = None) -> ObjectiveOutput:
-        logits = model(x)
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
+        # Within a WeightedSum the clean forward is shared with the parts that need it.
+        _, logits = clean_forward(model, x, context, needs_input_grad=False)
+        loss = F.cross_entropy(upcast(logits), y, label_smoothing=self.label_smoothing)
         return ObjectiveOutput(loss, {"ce": loss.detach()}, logits)

@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attacks import PGD
-from losses.base import Objective, ObjectiveOutput, StepContext
+from losses.base import Objective, ObjectiveOutput, StepContext, upcast
+from losses.input_gradients import adversarial_forward, clean_forward
 
 
 def adversarial_example(attack: PGD, model: nn.Module, x: Tensor, y: Tensor, context: StepContext | None) -> Tensor:
@@ -79,6 +80,8 @@ class PGDAdversarialTraining(Objective):
             values (0: full ε from the first step).
     """
 
+    log_name = "pgd_at"
+
     def __init__(self, attack: PGD | None = None, clean_weight: float = 0.0, eps_warmup_steps: int = 0) -> None:
         super().__init__()
         if not 0.0 <= clean_weight <= 1.0:
@@ -90,14 +93,15 @@ class PGDAdversarialTraining(Objective):
     def forward(self, model: nn.Module, x: Tensor, y: Tensor, context: StepContext | None = None) -> ObjectiveOutput:
         attack = scaled_attack(self.attack, self.warmup.next_fraction())
         x_adv = adversarial_example(attack, model, x, y, context)
-        logits_adv = model(x_adv)
-        ce_adv = F.cross_entropy(logits_adv.float(), y)
+        _, logits_adv = adversarial_forward(model, x_adv, attack, context, needs_input_grad=False)
+        ce_adv = F.cross_entropy(upcast(logits_adv), y)
         logs = {"ce_adv": ce_adv.detach()}
         if self.warmup.warmup_steps:
             logs["eps"] = torch.tensor(attack.eps, device=x.device)
         if self.clean_weight == 0.0:
             return ObjectiveOutput(ce_adv, logs, logits_adv)
-        ce_clean = F.cross_entropy(model(x).float(), y)
+        _, logits_clean = clean_forward(model, x, context, needs_input_grad=False)
+        ce_clean = F.cross_entropy(upcast(logits_clean), y)
         logs["ce_clean"] = ce_clean.detach()
         loss = (1.0 - self.clean_weight) * ce_adv + self.clean_weight * ce_clean
         return ObjectiveOutput(loss, logs, logits_adv)

@@ -1,0 +1,168 @@
+"""Time per training step and peak memory of every objective, relative to ERM, on the CPU.
+
+The quickstart model (small_cnn, width 16, hidden 128, 1×28×28 synthetic shapes, 4 classes) and
+one optimiser step (zero_grad, objective, backward, Adam step) per measurement. Objectives are
+measured interleaved (round-robin in a shuffled order each round) so that load from other
+processes on a shared machine falls on all of them alike; the table gives medians and each
+median's ratio to ERM's at the same batch size.
+
+Peak memory is the largest total of live tensor storage during one step, from the PyTorch
+profiler's memory timeline (``profile_memory=True``; the same data as
+``torch.profiler.profile.export_memory_timeline``), taken in a separate, untimed step. It counts
+tensors (activations, gradients, graphs of second-order terms), not the allocator's caches or
+the Python heap.
+
+    PYTHONPATH=. python benchmarks/objectives_speed.py [--batch-sizes 64 128] [--rounds 15] [--threads 1] 2>/dev/null
+
+(the profiler writes start/stop lines to stderr; the table goes to stdout.)
+
+Expectations checked by the table: PGD-K costs about (K + 1) ERM steps (each attack step is a
+forward and an input backward, a little cheaper than a training step), FGSM-RS about 2, and a
+single double-backprop penalty (ERM + input-gradient norm) no more than about 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from attacks import PGD, FGSMRandomStart
+from datamodules import generate_shapes
+from lightning_modules import build_model
+from losses import (
+    ERM,
+    TRADES,
+    AttributionStability,
+    CurvaturePenalty,
+    FastAdversarialTraining,
+    IGNorm,
+    InputGradientPenalty,
+    Objective,
+    Part,
+    PGDAdversarialTraining,
+    SaliencyGuidedTraining,
+    WeightedSum,
+)
+
+EPS = 0.1
+
+
+def pgd(steps: int) -> PGD:
+    return PGD(eps=EPS, step_size=2.5 * EPS / steps, steps=steps)
+
+
+OBJECTIVES: dict[str, Callable[[], Objective]] = {
+    "erm": lambda: ERM(),
+    "fast_at (FGSM-RS)": lambda: FastAdversarialTraining(FGSMRandomStart(eps=EPS), co_check_every=0),
+    "pgd_at K=3": lambda: PGDAdversarialTraining(pgd(3)),
+    "pgd_at K=7": lambda: PGDAdversarialTraining(pgd(7)),
+    "trades K=7": lambda: TRADES(beta=6.0, attack=pgd(7)),
+    "saliency_guided": lambda: SaliencyGuidedTraining(),
+    "erm + input_gradient": lambda: WeightedSum([Part(ERM()), Part(InputGradientPenalty(0.1))]),
+    "erm + attribution_stability": lambda: WeightedSum([Part(ERM()), Part(AttributionStability(attack=PGD(eps=EPS)))]),
+    "erm + curvature": lambda: WeightedSum([Part(ERM()), Part(CurvaturePenalty(1.0, 1.5))]),
+    "erm + ig_norm m=10 K=3": lambda: WeightedSum(
+        [Part(ERM()), Part(IGNorm(riemann_steps=10, attack=PGD(eps=EPS, step_size=0.04, steps=3)))]
+    ),
+    "pgd_at K=7 + attribution_stability": lambda: WeightedSum(
+        [
+            Part(PGDAdversarialTraining(pgd(7))),
+            Part(AttributionStability(perturbation="ce_adversarial", attack=pgd(7))),
+        ]
+    ),
+}
+
+
+class Runner:
+    """One model, optimiser and objective, stepping on a fixed batch."""
+
+    def __init__(self, objective: Objective, x: torch.Tensor, y: torch.Tensor) -> None:
+        torch.manual_seed(0)
+        self.model: nn.Module = build_model(
+            "small_cnn", 4, (1, 28, 28), (0.5,), (0.25,), backbone_kwargs={"width": 16, "hidden": 128}
+        )
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=2e-3)
+        self.objective = objective
+        self.x, self.y = x, y
+
+    def step(self) -> None:
+        self.optimizer.zero_grad()
+        loss = self.objective(self.model, self.x, self.y).loss
+        loss.backward()
+        self.optimizer.step()
+
+    def timed_step(self) -> float:
+        start = time.perf_counter()
+        self.step()
+        return time.perf_counter() - start
+
+    def peak_memory_bytes(self) -> float:
+        """Largest total of live tensor bytes during one step, from the profiler's memory timeline."""
+        from torch.profiler import ProfilerActivity, profile
+        from torch.profiler._memory_profiler import MemoryProfileTimeline
+
+        activities = [ProfilerActivity.CPU]
+        with profile(activities=activities, profile_memory=True, record_shapes=True, with_stack=True) as prof:
+            self.step()
+        _, sizes = MemoryProfileTimeline(prof._memory_profile())._coalesce_timeline("cpu")
+        return float(max(sum(row) for row in sizes))
+
+
+def measure(batch_size: int, rounds: int, names: list[str]) -> dict[str, tuple[float, float]]:
+    data = generate_shapes(batch_size, 4, 28, 1, seed=0)
+    runners = {name: Runner(OBJECTIVES[name](), data.images, data.labels) for name in names}
+    for runner in runners.values():  # warm-up: allocations, .grad, Adam state
+        runner.step()
+        runner.step()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    order = list(names)
+    shuffle = random.Random(0)
+    for _ in range(rounds):
+        shuffle.shuffle(order)
+        for name in order:
+            times[name].append(runners[name].timed_step())
+    return {name: (statistics.median(times[name]), runners[name].peak_memory_bytes()) for name in names}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 128])
+    parser.add_argument("--rounds", type=int, default=15, help="timed steps per objective (interleaved)")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--only", nargs="*", default=None, help="subset of objectives (ERM is always measured)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    names = list(OBJECTIVES) if not args.only else ["erm", *[n for n in args.only if n != "erm"]]
+    unknown = [n for n in names if n not in OBJECTIVES]
+    if unknown:
+        parser.error(f"--only must name objectives of {list(OBJECTIVES)}, got {unknown}")
+
+    print(f"command: PYTHONPATH=. python {' '.join([sys.argv[0], *sys.argv[1:]])}", flush=True)
+    print(
+        f"torch {torch.__version__}, CPU, {args.threads} thread(s), {args.rounds} interleaved rounds, medians; "
+        "quickstart model (small_cnn w16 h128, 1x28x28, 4 classes), L∞ ε = 0.1"
+    )
+    for batch_size in args.batch_sizes:
+        results = measure(batch_size, args.rounds, names)
+        erm_time, erm_memory = results["erm"]
+        print(f"\nbatch size {batch_size}")
+        print(f"| {'objective':<36} | {'ms/step':>8} | {'× ERM':>6} | {'peak MB':>8} | {'× ERM':>6} |")
+        print(f"|{'-' * 38}|{'-' * 10}|{'-' * 8}|{'-' * 10}|{'-' * 8}|")
+        for name in names:
+            seconds, memory = results[name]
+            print(
+                f"| {name:<36} | {1e3 * seconds:8.1f} | {seconds / erm_time:6.2f} | "
+                f"{memory / 2**20:8.1f} | {memory / erm_memory:6.2f} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
