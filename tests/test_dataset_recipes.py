@@ -157,3 +157,27 @@ def test_recipe_with_missing_files_stops_before_training(tmp_path: Path, capsys)
     assert "invalid configuration: data.init_args.data_dir: data_dir" in err
     assert str(tmp_path / "absent" / "MNIST" / "raw" / "train-images-idx3-ubyte") in err
     assert not (tmp_path / "absent").exists() and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "fashion_mnist", "cifar10"])
+@pytest.mark.parametrize(
+    "recipe, objective",
+    [("trades", "losses.TRADES"), ("saliency_guided", "losses.SaliencyGuidedTraining"), ("pgd_at_stability", "losses.WeightedSum")],
+)
+def test_objective_recipes_share_everything_else_with_pgd_at(tmp_path: Path, dataset: str, recipe: str, objective: str) -> None:
+    WRITERS[dataset](tmp_path)
+    other, pgd = (_flatten(resolved(f"{dataset}/{name}.yaml", tmp_path)) for name in (recipe, "pgd_at"))
+    differing = {k for k in other.keys() | pgd.keys() if other.get(k) != pgd.get(k)}
+    allowed = (
+        "model.objective",
+        "trainer.logger.init_args.name",
+        "trainer.callbacks[0].init_args.monitor",
+        "trainer.callbacks[0].init_args.filename",
+    )
+    assert differing and all(k.startswith(allowed) for k in differing), sorted(differing)
+    assert other["model.objective.class_path"] == objective
+    # Every attack inside the objective uses the dataset's threat model.
+    eps = pgd["model.objective.init_args.attack.init_args.eps"]
+    for key, value in other.items():
+        if key.startswith("model.objective") and key.endswith("attack.init_args.eps"):
+            assert value == eps, key
