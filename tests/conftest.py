@@ -9,6 +9,8 @@ import pytest
 import torch
 from torch import nn
 
+from tests.trained_model import TrainedShapes, train_shapes_model
+
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
@@ -49,3 +51,11 @@ def tiny_trainer_kwargs() -> dict:
         enable_model_summary=False,
         num_sanity_val_steps=0,
     )
+
+
+@pytest.fixture(scope="session")
+def trained_shapes() -> TrainedShapes:
+    """A small CNN trained on synthetic shapes (a few seconds, once per session)."""
+    trained = train_shapes_model()
+    assert trained.accuracy > 0.6, f"the test model did not learn the task (accuracy {trained.accuracy:.2f})"
+    return trained
