@@ -17,6 +17,11 @@ os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
 logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
 logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
 
+# The tests work on tiny tensors, where intra-op threads cost more than they give, and on a
+# shared machine a busy second core makes every threaded op wait: one thread is faster and
+# steadier here.
+torch.set_num_threads(1)
+
 
 @pytest.fixture(autouse=True)
 def _seed() -> None:
