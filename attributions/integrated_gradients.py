@@ -50,7 +50,7 @@ class IntegratedGradients(GradientAttribution):
     """Integrated gradients along the straight path from a baseline to the input.
 
     Args:
-        steps: quadrature points (Ghorbani/Chen protocol: 100).
+        steps: quadrature points (100: the protocol of Ghorbani et al. and Chen et al.).
         baseline: "zero", "blur" or "uniform" (see the module docstring).
         rule: "gausslegendre" (Captum's default, accurate for smooth nets), "riemann_middle" or
             "riemann_trapezoid".
@@ -65,7 +65,7 @@ class IntegratedGradients(GradientAttribution):
 
     def __init__(
         self,
-        steps: int = 50,
+        steps: int = 100,
         baseline: Baseline = "zero",
         rule: Quadrature = "gausslegendre",
         internal_batch_size: int | None = 1024,

@@ -102,6 +102,17 @@ def test_scores_follow_the_examples_not_the_batch() -> None:
         torch.testing.assert_close(shuffled[name], whole[name][perm], rtol=1e-4, atol=1e-5, msg=name)
 
 
+def test_all_metrics_work_under_inference_mode() -> None:
+    # Lightning validates under torch.inference_mode(); the metrics need gradients anyway.
+    model, data = tiny_model(), shapes_batch(3)
+    expected = compute_metrics(METRIC_NAMES, model, data.images, data.labels, Saliency(), data.masks, data.spurious_masks, options=CHEAP_OPTIONS)
+    with torch.inference_mode():
+        x, y = data.images.clone(), data.labels.clone()
+        got = compute_metrics(METRIC_NAMES, model, x, y, Saliency(), data.masks, data.spurious_masks, options=CHEAP_OPTIONS)
+    for name in METRIC_NAMES:
+        torch.testing.assert_close(got[name], expected[name], equal_nan=True, msg=name)
+
+
 def test_default_target_is_the_predicted_class_and_attribution_can_be_given() -> None:
     model, data = tiny_model(), shapes_batch(5)
     with torch.no_grad():

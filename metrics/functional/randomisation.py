@@ -85,7 +85,8 @@ def cascading_randomisation(
     if not layers:
         raise ValueError("model must have layers with parameters and reset_parameters() to randomise")
     original = pixel_map(method(model, x, target) if attribution is None else attribution)  # (B, H, W)
-    randomised = copy.deepcopy(model)
+    with torch.inference_mode(False):  # a copy made under inference mode could not be differentiated
+        randomised = copy.deepcopy(model)
     modules = dict(randomised.named_modules())
     cuda_devices = sorted({p.device.index or 0 for p in randomised.parameters() if p.device.type == "cuda"})
     rho, structural = [], []
