@@ -41,6 +41,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--attack-steps", type=int, default=10, help="steps of pgd and topk_attack (default of the registry: 10 and 100)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument(
+        "--loop-metrics", nargs="*", default=[], choices=METRIC_NAMES,
+        help="also time these one example at a time (B calls of size 1) against one batched call, "
+        "at the first batch size",
+    )
     return parser.parse_args(argv)
 
 
@@ -103,7 +108,38 @@ def main(argv: list[str]) -> None:
             ratio = medians[-1] / medians[0] if medians[0] > 0 else float("nan")
             cells = " | ".join(f"{m:.3f}" for m in medians)
             print(f"| {name} | {cells} | {per_example:.2f} | {ratio:.2f} |")
-    print(f"\n# batch ratio {sizes[-1] / sizes[0]:.0f} would be perfectly linear in B; below it, fixed costs are amortised.")
+        if args.loop_metrics:
+            print_loop_comparison(args, model, data, method)
+    if len(args.batch_sizes) > 1:
+        ratio = args.batch_sizes[-1] / args.batch_sizes[0]
+        print(f"\n# a time ratio of {ratio:.0f} is linear in B; below it, fixed costs are amortised.")
+
+
+def print_loop_comparison(args: argparse.Namespace, model: torch.nn.Module, data: Any, method: Any) -> None:
+    """Batched call vs a loop of single-example calls on the same examples (same ids, same noise)."""
+    b = args.batch_sizes[0]
+    x, y, masks, spurious = data.images[:b], data.labels[:b], data.masks[:b], data.spurious_masks[:b]
+    times: dict[tuple[str, str], list[float]] = {}
+    for _ in range(args.repeats):
+        for name in args.loop_metrics:
+            options = options_for(name, args.attack_steps)
+            start = time.perf_counter()
+            compute_metric(name, model, x, y, method, masks, spurious, example_ids=torch.arange(b), **options)
+            times.setdefault((name, "batched"), []).append(time.perf_counter() - start)
+            start = time.perf_counter()
+            for i in range(b):
+                row = slice(i, i + 1)
+                compute_metric(
+                    name, model, x[row], y[row], method, masks[row], spurious[row],
+                    example_ids=torch.tensor([i]), **options,
+                )
+            times.setdefault((name, "loop"), []).append(time.perf_counter() - start)
+    print(f"\n| metric at B={b} | batched s | one example at a time s | loop / batched |")
+    print("|---|---|---|---|")
+    for name in args.loop_metrics:
+        batched = statistics.median(times[(name, "batched")])
+        loop = statistics.median(times[(name, "loop")])
+        print(f"| {name} | {batched:.3f} | {loop:.3f} | {loop / batched:.1f} |")
 
 
 if __name__ == "__main__":
