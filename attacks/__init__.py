@@ -5,19 +5,31 @@ from attacks.modes import MODEL_MODES, ModelMode, module_mode
 from attacks.pgd import PGD, LossFn, per_example_cross_entropy
 from attacks.threat_models import NORMS, L2Threat, LinfThreat, Norm, ThreatModel, make_threat_model
 
+# After the modules above: attacks.explanation imports attributions, which imports attacks.modes.
+from attacks.explanation import (  # noqa: E402
+    ExplanationAttackResult,
+    TopKExplanationAttack,
+    default_topk,
+    topk_mask,
+)
+
 __all__ = [
     "FGSM_RS_STEP_FACTOR",
     "FGSMRandomStart",
     "MODEL_MODES",
     "NORMS",
     "PGD",
+    "ExplanationAttackResult",
     "L2Threat",
     "LinfThreat",
     "LossFn",
     "ModelMode",
     "Norm",
     "ThreatModel",
+    "TopKExplanationAttack",
+    "default_topk",
     "make_threat_model",
     "module_mode",
     "per_example_cross_entropy",
+    "topk_mask",
 ]

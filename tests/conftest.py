@@ -9,11 +9,18 @@ import pytest
 import torch
 from torch import nn
 
+from tests.trained_model import TrainedShapes, train_shapes_model
+
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
 logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
 logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+
+# The tests work on tiny tensors, where intra-op threads cost more than they give, and on a
+# shared machine a busy second core makes every threaded op wait: one thread is faster and
+# steadier here.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
@@ -49,3 +56,11 @@ def tiny_trainer_kwargs() -> dict:
         enable_model_summary=False,
         num_sanity_val_steps=0,
     )
+
+
+@pytest.fixture(scope="session")
+def trained_shapes() -> TrainedShapes:
+    """A small CNN trained on synthetic shapes (a few seconds, once per session)."""
+    trained = train_shapes_model()
+    assert trained.accuracy > 0.6, f"the test model did not learn the task (accuracy {trained.accuracy:.2f})"
+    return trained

@@ -1,0 +1,119 @@
+"""SmoothGrad and its squared and VarGrad variants, wrapping any other attribution method.
+
+With n noisy copies x + ε_j, ε_j ~ N(0, σ²), σ = noise_level · (max(x) − min(x)) per example:
+
+- SmoothGrad (Smilkov, Thorat, Kim, Viégas & Wattenberg, "SmoothGrad: removing noise by
+  adding noise", 2017): Φ_SG(x) = (1/n) Σ_j Φ(x + ε_j);
+- SmoothGrad² (Hooker, Erhan, Kindermans & Kim, "A Benchmark for Interpretability Methods in
+  Deep Neural Networks", NeurIPS 2019): (1/n) Σ_j Φ(x + ε_j)²;
+- VarGrad (Adebayo, Gilmer, Goodfellow & Kim, "Local Explanation Methods for Deep Neural
+  Networks Lack Sensitivity to Parameter Values", ICLR workshop 2018): the variance
+  (1/n) Σ_j (Φ(x + ε_j) − Φ_SG(x))².
+
+Every sample is one call of the wrapped method on the whole batch; the running mean and
+variance are kept with Welford's update. All noisy copies explain the same class: the given
+target, or the class predicted on the clean input.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from attacks.modes import ModelMode
+from attributions.base import AttributionMethod
+
+NoiseTunnel = Literal["smoothgrad", "smoothgrad_sq", "vargrad"]
+NOISE_TUNNELS: tuple[str, ...] = ("smoothgrad", "smoothgrad_sq", "vargrad")
+
+
+class SmoothGrad(AttributionMethod):
+    """Average (or mean square, or variance) of a base method over noisy copies of the input.
+
+    Args:
+        base: the wrapped method, as an object or a registry name ("saliency", ...).
+        kind: "smoothgrad", "smoothgrad_sq" or "vargrad".
+        n_samples: noisy copies n (Smilkov et al. use 50).
+        noise_level: σ as a fraction of each example's value range max(x) − min(x)
+            (Smilkov et al. recommend 0.1–0.2).
+        seed: when set, the noise comes from a private generator seeded with it on every call
+            (the method is then deterministic and the global RNG is left alone); None draws
+            from the global RNG.
+        base_kwargs: constructor arguments of ``base`` when it is given by name.
+        create_graph: when ``base`` is a name, passed to it; when ``base`` is an object, must
+            be None or agree with it.
+        model_mode: mode of the model for the predicted-class forward ("eval", "train", None);
+            the base method chooses its own.
+    """
+
+    def __init__(
+        self,
+        base: str | AttributionMethod = "saliency",
+        kind: NoiseTunnel = "smoothgrad",
+        n_samples: int = 50,
+        noise_level: float = 0.15,
+        seed: int | None = None,
+        base_kwargs: dict[str, Any] | None = None,
+        create_graph: bool | None = None,
+        model_mode: ModelMode | None = "eval",
+    ) -> None:
+        super().__init__(model_mode)
+        if kind not in NOISE_TUNNELS:
+            raise ValueError(f"kind must be one of {NOISE_TUNNELS}, got {kind!r}")
+        if int(n_samples) != n_samples or n_samples < 1:
+            raise ValueError(f"n_samples must be an integer >= 1, got {n_samples}")
+        if not noise_level >= 0:
+            raise ValueError(f"noise_level must be >= 0, got {noise_level}")
+        if isinstance(base, str):
+            from attributions.registry import build_attribution
+
+            kwargs = dict(base_kwargs or {})
+            if create_graph is not None:
+                kwargs["create_graph"] = create_graph
+            if base in NOISE_TUNNELS:
+                raise ValueError(f"base must be a method other than {NOISE_TUNNELS}, got {base!r}")
+            base = build_attribution(base, **kwargs)
+        elif not isinstance(base, AttributionMethod):
+            raise ValueError(f"base must be an attribution method or its name, got {base!r}")
+        elif base_kwargs:
+            raise ValueError("base_kwargs must be empty when base is given as an object")
+        elif create_graph is not None and bool(create_graph) != base.create_graph:
+            raise ValueError(
+                f"create_graph must be None or equal to the base method's ({base.create_graph}), got {create_graph}"
+            )
+        self.base = base
+        self.kind = kind
+        self.n_samples = int(n_samples)
+        self.noise_level = float(noise_level)
+        self.seed = seed
+        self.create_graph = base.create_graph
+
+    def with_create_graph(self, create_graph: bool = True) -> SmoothGrad:
+        clone = copy.copy(self)
+        clone.base = self.base.with_create_graph(create_graph)
+        clone.create_graph = clone.base.create_graph
+        return clone
+
+    def attribute(self, model: nn.Module, inputs: Tensor, target: Tensor) -> Tensor:
+        x = inputs if self.create_graph else inputs.detach()
+        flat = x.detach().flatten(1)
+        sigma = self.noise_level * (flat.max(dim=1).values - flat.min(dim=1).values)  # (B,)
+        sigma = sigma.view(-1, *([1] * (x.dim() - 1)))
+        generator = None
+        if self.seed is not None:
+            generator = torch.Generator(device=x.device).manual_seed(self.seed)
+        mean = torch.zeros_like(x)
+        m2 = torch.zeros_like(x)  # Σ (Φ − mean)², Welford
+        for j in range(self.n_samples):
+            noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            phi = self.base(model, x + sigma * noise, target)  # (B, C, H, W)
+            if self.kind == "smoothgrad_sq":
+                phi = phi * phi
+            delta = phi - mean
+            mean = mean + delta / (j + 1)
+            if self.kind == "vargrad":
+                m2 = m2 + delta * (phi - mean)
+        return m2 / self.n_samples if self.kind == "vargrad" else mean

@@ -1,0 +1,57 @@
+"""Explanation metrics as pure functions returning one score per example (B,)."""
+
+from metrics.functional.faithfulness import (
+    REMOVALS,
+    curve_auc,
+    deletion_auc,
+    insertion_auc,
+    perturbation_curve,
+    sensitivity_n,
+)
+from metrics.functional.infidelity import infidelity
+from metrics.functional.localisation import pointing_game, relevance_mass, relevance_rank, spurious_share
+from metrics.functional.noise import example_noise
+from metrics.functional.randomisation import RandomisationResult, cascading_randomisation, parameter_layers
+from metrics.functional.robustness import (
+    PERTURBATIONS,
+    SIMILARITIES,
+    explanation_robustness,
+    map_similarity,
+    perturb,
+)
+from metrics.functional.sensitivity import avg_sensitivity, local_lipschitz, max_sensitivity, sensitivity_samples
+from metrics.functional.similarity import average_ranks, cosine, kendall, pearson, spearman, ssim, topk_intersection
+
+__all__ = [
+    "PERTURBATIONS",
+    "REMOVALS",
+    "SIMILARITIES",
+    "RandomisationResult",
+    "average_ranks",
+    "avg_sensitivity",
+    "cascading_randomisation",
+    "cosine",
+    "curve_auc",
+    "deletion_auc",
+    "example_noise",
+    "explanation_robustness",
+    "infidelity",
+    "insertion_auc",
+    "kendall",
+    "local_lipschitz",
+    "map_similarity",
+    "max_sensitivity",
+    "parameter_layers",
+    "pearson",
+    "perturb",
+    "perturbation_curve",
+    "pointing_game",
+    "relevance_mass",
+    "relevance_rank",
+    "sensitivity_n",
+    "sensitivity_samples",
+    "spearman",
+    "spurious_share",
+    "ssim",
+    "topk_intersection",
+]

@@ -1,0 +1,261 @@
+"""Attribution methods: closed forms, completeness, wrappers, controls, and leaving things as found."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from attributions import (
+    ATTRIBUTION_NAMES,
+    EdgeDetector,
+    GradCAM,
+    GuidedBackprop,
+    InputXGradient,
+    IntegratedGradients,
+    RandomAttribution,
+    Saliency,
+    SmoothGrad,
+    build_attribution,
+    pixel_map,
+    relu_to_softplus,
+)
+from lightning_modules import build_model
+
+FAST_OPTIONS = {
+    "integrated_gradients": {"steps": 8},
+    "smoothgrad": {"n_samples": 3, "seed": 0},
+    "smoothgrad_sq": {"n_samples": 3, "seed": 0},
+    "vargrad": {"n_samples": 3, "seed": 0},
+}
+
+
+def small_cnn(channels: int = 1, size: int = 16, batch_norm: bool = False, classes: int = 3) -> nn.Module:
+    torch.manual_seed(0)
+    return build_model(
+        "small_cnn",
+        classes,
+        (channels, size, size),
+        (0.5,) * channels,
+        (0.25,) * channels,
+        backbone_kwargs={"width": 4, "hidden": 16, "batch_norm": batch_norm},
+    )
+
+
+def smooth_net() -> nn.Module:
+    """A small nonlinear (tanh) convolutional net: smooth, so quadrature errors are small."""
+    torch.manual_seed(1)
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.Tanh(),
+        nn.Conv2d(4, 4, 3, padding=1, stride=2),
+        nn.Tanh(),
+        nn.Flatten(),
+        nn.Linear(4 * 8 * 8, 3),
+    )
+
+
+def test_linear_model_closed_forms() -> None:
+    torch.manual_seed(0)
+    linear = nn.Linear(2 * 5 * 5, 4)
+    model = nn.Sequential(nn.Flatten(), linear)
+    x = torch.rand(6, 2, 5, 5)
+    target = torch.tensor([0, 1, 2, 3, 0, 1])
+    weight_rows = linear.weight.detach()[target].view(6, 2, 5, 5)
+    torch.testing.assert_close(Saliency(abs=False)(model, x, target), weight_rows)
+    torch.testing.assert_close(Saliency(abs=True)(model, x, target), weight_rows.abs())
+    torch.testing.assert_close(InputXGradient()(model, x, target), weight_rows * x)
+    # On a linear model IG with a zero baseline is input × gradient at any number of steps.
+    torch.testing.assert_close(IntegratedGradients(steps=3)(model, x, target), weight_rows * x)
+
+
+@pytest.mark.parametrize("baseline", ["zero", "blur", "uniform"])
+def test_integrated_gradients_completeness(baseline: str) -> None:
+    model = smooth_net()
+    x = torch.rand(5, 1, 16, 16)
+    target = torch.tensor([0, 1, 2, 0, 1])
+    ig = IntegratedGradients(steps=64, baseline=baseline)  # type: ignore[arg-type]
+    attribution = ig(model, x, target)
+    reference = ig.make_baseline(x)
+    with torch.no_grad():
+        gap = model(x).gather(1, target[:, None]).squeeze(1) - model(reference).gather(1, target[:, None]).squeeze(1)
+    total = attribution.flatten(1).sum(dim=1)
+    assert torch.all((total - gap).abs() <= 0.01 * gap.abs()), (total, gap)
+
+
+@pytest.mark.parametrize("rule", ["riemann_middle", "riemann_trapezoid"])
+def test_integrated_gradients_riemann_rules_converge(rule: str) -> None:
+    model = smooth_net()
+    x = torch.rand(3, 1, 16, 16)
+    target = torch.tensor([0, 1, 2])
+    exact = IntegratedGradients(steps=64)(model, x, target)
+    approx = IntegratedGradients(steps=256, rule=rule)(model, x, target)  # type: ignore[arg-type]
+    assert (approx - exact).abs().sum() < 0.01 * exact.abs().sum()
+
+
+def test_integrated_gradients_chunking_does_not_change_the_result() -> None:
+    model = small_cnn()
+    x = torch.rand(4, 1, 16, 16)
+    whole = IntegratedGradients(steps=10, internal_batch_size=None)(model, x)
+    for size in (1, 4, 9, 12):  # one step per pass, uneven last chunk, ...
+        chunked = IntegratedGradients(steps=10, internal_batch_size=size)(model, x)
+        torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-6)
+
+
+def test_smoothgrad_variants_without_noise_reduce_to_the_base() -> None:
+    model = small_cnn()
+    x = torch.rand(4, 1, 16, 16)
+    base = Saliency(abs=False)(model, x)
+    sg = SmoothGrad(Saliency(abs=False), n_samples=3, noise_level=0.0)
+    torch.testing.assert_close(sg(model, x), base)
+    torch.testing.assert_close(SmoothGrad("saliency", "smoothgrad_sq", 3, 0.0, base_kwargs={"abs": False})(model, x), base**2)
+    torch.testing.assert_close(SmoothGrad("saliency", "vargrad", 3, 0.0)(model, x), torch.zeros_like(x))
+
+
+def test_smoothgrad_equals_a_direct_average_over_the_same_noise() -> None:
+    model = small_cnn()
+    x = torch.rand(4, 1, 16, 16)
+    target = torch.tensor([0, 1, 2, 0])
+    n, level = 5, 0.2
+    base = Saliency(abs=False)
+    generator = torch.Generator().manual_seed(7)
+    sigma = level * (x.flatten(1).max(1).values - x.flatten(1).min(1).values).view(-1, 1, 1, 1)
+    samples = torch.stack([base(model, x + sigma * torch.randn(x.shape, generator=generator), target) for _ in range(n)])
+    kwargs = {"n_samples": n, "noise_level": level, "seed": 7}
+    torch.testing.assert_close(SmoothGrad(base, "smoothgrad", **kwargs)(model, x, target), samples.mean(0))
+    torch.testing.assert_close(SmoothGrad(base, "smoothgrad_sq", **kwargs)(model, x, target), (samples**2).mean(0))
+    torch.testing.assert_close(
+        SmoothGrad(base, "vargrad", **kwargs)(model, x, target), samples.var(0, unbiased=False), rtol=1e-4, atol=1e-7
+    )
+
+
+def test_grad_cam_is_class_activation_mapping_on_a_gap_network() -> None:
+    # conv -> global average pooling -> linear: α_k = W_tk / (h·w), so Grad-CAM is ReLU(Σ_k W_tk A_k)/(h·w).
+    torch.manual_seed(0)
+    conv, fc = nn.Conv2d(2, 5, 3, padding=1), nn.Linear(5, 3)
+    model = nn.Sequential(conv, nn.AdaptiveAvgPool2d(1), nn.Flatten(), fc)
+    x = torch.rand(4, 2, 8, 8)
+    target = torch.tensor([0, 1, 2, 1])
+    with torch.no_grad():
+        a = conv(x)  # (B, 5, 8, 8)
+        cam = torch.relu((fc.weight[target][:, :, None, None] * a).sum(1, keepdim=True)) / 64
+    out = GradCAM()(model, x, target)  # default layer: the last Conv2d, "0"
+    assert out.shape == x.shape
+    torch.testing.assert_close(pixel_map(out, "sum"), cam[:, 0])
+    torch.testing.assert_close(GradCAM(layer="0")(model, x, target), out)
+
+
+def test_grad_cam_upsamples_and_rejects_unknown_layers() -> None:
+    model = small_cnn(channels=3, size=16)
+    x = torch.rand(2, 3, 16, 16)
+    out = GradCAM(layer="net.features.6")(model, x)  # a conv at 8 × 8 resolution
+    assert out.shape == x.shape
+    with pytest.raises(ValueError, match="layer must be"):
+        GradCAM(layer="net.nope")(model, x)
+    with pytest.raises(ValueError, match="no nn.Conv2d"):
+        GradCAM()(nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 2)), x)
+
+
+def test_guided_backprop_closed_form_on_one_hidden_layer() -> None:
+    torch.manual_seed(0)
+    first, second = nn.Linear(12, 7), nn.Linear(7, 3)
+    model = nn.Sequential(nn.Flatten(), first, nn.ReLU(), second)
+    x = torch.randn(5, 3, 2, 2)
+    target = torch.tensor([0, 1, 2, 0, 1])
+    with torch.no_grad():
+        active = (first(x.flatten(1)) > 0).float()  # (B, 7)
+        signal = active * second.weight[target].clamp(min=0)  # (B, 7)
+        expected = (signal @ first.weight).view_as(x)
+    torch.testing.assert_close(GuidedBackprop()(model, x, target), expected)
+    assert isinstance(model[2], nn.ReLU)  # the swap is undone
+
+
+def test_edge_detector_and_random_controls_ignore_the_model() -> None:
+    x = torch.zeros(2, 1, 8, 8)
+    x[:, :, :, 4:] = 1.0  # a vertical step edge between columns 3 and 4
+    edges = EdgeDetector()(small_cnn(size=8), x)
+    assert edges.shape == x.shape
+    assert torch.all(edges[..., 3:5] > 1.0) and torch.all(edges[..., :2] < 1e-5) and torch.all(edges[..., 6:] < 1e-5)
+    torch.testing.assert_close(EdgeDetector()(nn.Identity(), x), edges)
+    noise = RandomAttribution(seed=3)
+    first, second = noise(nn.Identity(), x), noise(nn.Identity(), x)
+    assert first.shape == x.shape and 0 <= float(first.min()) and float(first.max()) < 1
+    assert not torch.equal(first, second)  # successive calls differ ...
+    torch.testing.assert_close(RandomAttribution(seed=3)(nn.Identity(), x), first)  # ... reproducibly
+
+
+@pytest.mark.parametrize("name", [n for n in ATTRIBUTION_NAMES if n != "random"])
+def test_predicted_class_is_the_default_target_and_batches_are_independent(name: str) -> None:
+    model = small_cnn(channels=3)
+    x = torch.rand(4, 3, 16, 16)
+    method = build_attribution(name, **FAST_OPTIONS.get(name, {}))
+    with torch.no_grad():
+        predicted = model(x).argmax(1)
+    full = method(model, x)
+    assert full.shape == x.shape and torch.isfinite(full).all()
+    torch.testing.assert_close(method(model, x, predicted), full)
+    if name not in ("smoothgrad", "smoothgrad_sq", "vargrad"):  # the noise depends on the batch shape
+        single = torch.cat([method(model, x[i : i + 1], predicted[i : i + 1]) for i in range(4)])
+        torch.testing.assert_close(single, full, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ATTRIBUTION_NAMES)
+@pytest.mark.parametrize("input_requires_grad", [False, True])
+def test_methods_leave_model_mode_weight_grads_and_input_as_found(name: str, input_requires_grad: bool) -> None:
+    model = small_cnn(batch_norm=True)
+    model.train()
+    model.net.features[1].eval()  # a submodule disagreeing with the root must be restored too
+    params = list(model.parameters())
+    params[0].grad = torch.full_like(params[0], 0.5)  # some .grad set, the others None
+    modes = [m.training for m in model.modules()]
+    running_mean = model.net.features[1].running_mean.clone()
+    x = torch.rand(3, 1, 16, 16).requires_grad_(input_requires_grad)
+    method = build_attribution(name, **FAST_OPTIONS.get(name, {}))
+    method(model, x, torch.tensor([0, 1, 2]))
+    with torch.inference_mode():  # Lightning's validation loop
+        method(model, torch.rand(3, 1, 16, 16))
+    assert [m.training for m in model.modules()] == modes
+    assert torch.equal(params[0].grad, torch.full_like(params[0], 0.5))
+    assert all(p.grad is None for p in params[1:])
+    assert x.requires_grad == input_requires_grad and x.grad is None
+    torch.testing.assert_close(model.net.features[1].running_mean, running_mean)  # eval mode: stats untouched
+
+
+@pytest.mark.parametrize("name", ["saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "grad_cam", "guided_backprop", "edge"])
+def test_create_graph_keeps_the_result_differentiable(name: str) -> None:
+    model = relu_to_softplus(small_cnn(), 10.0)  # second derivatives of a ReLU net vanish
+    x = torch.rand(2, 1, 16, 16, requires_grad=True)
+    method = build_attribution(name, create_graph=True, **FAST_OPTIONS.get(name, {}))
+    out = method(model, x, torch.tensor([0, 1]))
+    assert out.requires_grad
+    (grad_x,) = torch.autograd.grad(out.pow(2).sum(), [x], retain_graph=True)
+    assert grad_x.abs().sum() > 0
+    if name != "edge":
+        weight = next(model.parameters())
+        (grad_w,) = torch.autograd.grad(out.pow(2).sum(), [weight])
+        assert grad_w.abs().sum() > 0
+    assert not method.with_create_graph(False)(model, x, torch.tensor([0, 1])).requires_grad
+
+
+def test_registry_errors_name_the_allowed_values() -> None:
+    with pytest.raises(ValueError, match="method must be one of .*saliency.*random"):
+        build_attribution("gradcam")
+    with pytest.raises(ValueError, match="options must be among"):
+        build_attribution("saliency", steps=3)
+    with pytest.raises(ValueError, match="steps must be"):
+        build_attribution("integrated_gradients", steps=0)
+    with pytest.raises(ValueError, match="baseline must be one of"):
+        build_attribution("integrated_gradients", baseline="black")
+    with pytest.raises(ValueError, match="base must be"):
+        build_attribution("smoothgrad", base="vargrad")
+    sg = build_attribution("vargrad", base="integrated_gradients", base_kwargs={"steps": 4}, create_graph=True)
+    assert isinstance(sg, SmoothGrad) and sg.kind == "vargrad" and sg.create_graph
+    assert isinstance(sg.base, IntegratedGradients) and sg.base.steps == 4
+
+
+def test_pixel_map_sums_over_channels() -> None:
+    a = torch.tensor([[[[1.0, -2.0]], [[-3.0, 4.0]]]])  # (1, 2, 1, 2)
+    torch.testing.assert_close(pixel_map(a), torch.tensor([[[4.0, 6.0]]]))
+    torch.testing.assert_close(pixel_map(a, "sum"), torch.tensor([[[-2.0, 2.0]]]))
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        pixel_map(a, "max")  # type: ignore[arg-type]
