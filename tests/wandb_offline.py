@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,16 +66,32 @@ class OfflineRun:
         return [row[key] for row in self.history if key in row]
 
 
-def read_run(run_dir: str | Path) -> OfflineRun:
-    """Parse the ``.wandb`` file in ``run_dir`` (``.../wandb/offline-run-*``)."""
+def _parsed(path: Path) -> list[Any]:
+    records = []
+    for raw in _records(path):
+        record = pb.Record()
+        record.ParseFromString(raw)
+        records.append(record)
+    return records
+
+
+def read_run(run_dir: str | Path, timeout: float = 60.0) -> OfflineRun:
+    """Parse the ``.wandb`` file in ``run_dir`` (``.../wandb/offline-run-*``).
+
+    The W&B service writes the file in the background, also after ``wandb.finish()`` returns
+    on a busy machine: wait (up to ``timeout`` seconds) until the run's exit record is there.
+    """
     run_dir = Path(run_dir)
     files = list(run_dir.glob("run-*.wandb"))
     if len(files) != 1:
         raise FileNotFoundError(f"expected one run-*.wandb file in {run_dir}, found {files}")
+    deadline = time.monotonic() + timeout
+    records = _parsed(files[0])
+    while not any(r.WhichOneof("record_type") == "exit" for r in records) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        records = _parsed(files[0])
     run = OfflineRun()
-    for raw in _records(files[0]):
-        record = pb.Record()
-        record.ParseFromString(raw)
+    for record in records:
         kind = record.WhichOneof("record_type")
         if kind == "history":
             run.history.append({_key(i): json.loads(i.value_json) for i in record.history.item})
