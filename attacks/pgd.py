@@ -18,8 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attacks.example_noise import content_ids, example_seed
 from attacks.modes import MODEL_MODES, ModelMode, module_mode
 from attacks.threat_models import Norm, make_threat_model
+
+_PGD_STREAM = 0x9D5
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 """``loss_fn(logits, target) -> (B,)`` per-example losses that the attack maximises."""
@@ -55,9 +58,11 @@ class PGD:
             statistics, dropout off, as torchattacks and MadryLab's library do) or "train"
             (batch statistics, and BatchNorm running statistics are updated by the attack's
             forwards, as in Rice et al.'s training code).
-        seed: when set, random starts come from a private generator seeded with it on every
-            call: the same input gets the same start, and the global RNG streams are left
-            untouched (what evaluation wants). None draws from the global RNG (training).
+        seed: when set, each example's random start comes from a private generator seeded by
+            (seed, the example's pixels, the restart): the same image gets the same start in
+            any batch, position or process, and the global RNG streams are left untouched
+            (what evaluation wants: ``val/acc_pgd`` is the same in one process and under DDP).
+            None draws from the global RNG (training).
     """
 
     def __init__(
@@ -118,14 +123,11 @@ class PGD:
         with torch.inference_mode(False), torch.enable_grad(), module_mode(model, self.model_mode):
             x = _normal_tensor(x).detach()
             target = _normal_tensor(target).detach()
-            generator = None
-            if self.seed is not None:
-                generator = torch.Generator(device=x.device)
-                generator.manual_seed(self.seed)
+            ids = content_ids(x).tolist() if self.seed is not None and self.random_start else None
             best_x: Tensor | None = None
             best_loss: Tensor | None = None
-            for _ in range(self.restarts):
-                x_adv = self._ascend(model, x, target, loss_fn, generator)
+            for restart in range(self.restarts):
+                x_adv = self._ascend(model, x, target, loss_fn, self._start(x, ids, restart))
                 if self.restarts == 1:
                     return x_adv
                 with torch.no_grad():
@@ -139,16 +141,21 @@ class PGD:
             assert best_x is not None
             return best_x
 
-    def _ascend(
-        self,
-        model: nn.Module,
-        x: Tensor,
-        target: Tensor,
-        loss_fn: LossFn,
-        generator: torch.Generator | None,
-    ) -> Tensor:
-        """One run of K projected ascent steps from a (random) start."""
-        x_adv = self.threat.random_init(x, generator) if self.random_start else x.clone()
+    def _start(self, x: Tensor, ids: list[int] | None, restart: int) -> Tensor:
+        """The starting point: x, a global-RNG draw, or per-example seeded draws."""
+        if not self.random_start:
+            return x.clone()
+        if ids is None:
+            return self.threat.random_init(x)
+        generator = torch.Generator(device=x.device)
+        starts = []
+        for i, example_id in enumerate(ids):
+            generator.manual_seed(example_seed(int(self.seed or 0), _PGD_STREAM, example_id, restart))
+            starts.append(self.threat.random_init(x[i : i + 1], generator))
+        return torch.cat(starts)
+
+    def _ascend(self, model: nn.Module, x: Tensor, target: Tensor, loss_fn: LossFn, x_adv: Tensor) -> Tensor:
+        """K projected ascent steps from the start ``x_adv``."""
         for _ in range(self.steps):
             x_adv.requires_grad_(True)
             loss = loss_fn(model(x_adv), target)

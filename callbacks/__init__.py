@@ -1,6 +1,7 @@
 """Lightning callbacks: observe training, record it, never steer it."""
 
 from callbacks.checkpoint_metadata import CHECKPOINT_KEY, run_metadata
+from callbacks.checkpoint import ModelCheckpoint
 from callbacks.config_saver import SaveConfigToRun, run_directory
 from callbacks.export_bundle import ExportBundle
 from callbacks.preemption import PreemptionCheckpoint
@@ -8,6 +9,7 @@ from callbacks.preemption import PreemptionCheckpoint
 __all__ = [
     "CHECKPOINT_KEY",
     "ExportBundle",
+    "ModelCheckpoint",
     "PreemptionCheckpoint",
     "SaveConfigToRun",
     "run_directory",

@@ -23,10 +23,14 @@ from callbacks.checkpoint_metadata import CHECKPOINT_KEY, run_metadata
 
 
 def run_directory(trainer: Trainer) -> str | None:
-    """The folder of this run's files: the W&B run's ``files/`` folder, else ``trainer.log_dir``."""
+    """The folder of this run's files: the W&B run's ``files/`` folder, else ``trainer.log_dir``.
+
+    Call it on every rank: ``trainer.log_dir`` broadcasts from rank zero. Ranks other than zero
+    get None for a W&B run (only rank zero has one).
+    """
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger):
-            return str(logger.experiment.dir)
+            return str(logger.experiment.dir) if trainer.is_global_zero else None
     return trainer.log_dir
 
 
@@ -36,8 +40,8 @@ class SaveConfigToRun(SaveConfigCallback):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if self.already_saved:
             return
+        directory = run_directory(trainer)  # on every rank: it may broadcast
         if trainer.is_global_zero:
-            directory = run_directory(trainer)
             if directory is not None:
                 os.makedirs(directory, exist_ok=True)
                 path = os.path.join(directory, self.config_filename)

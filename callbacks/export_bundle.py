@@ -4,7 +4,7 @@ Add it to a recipe's callbacks::
 
     trainer:
       callbacks:
-        - class_path: pytorch_lightning.callbacks.ModelCheckpoint
+        - class_path: callbacks.ModelCheckpoint
           init_args: {monitor: val/acc_pgd, mode: max, save_last: true}
         - class_path: callbacks.ExportBundle
           init_args: {monitor: val/acc_pgd}

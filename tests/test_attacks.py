@@ -192,3 +192,20 @@ def test_bad_attack_arguments_name_the_field(kwargs: dict, field: str) -> None:
 
 def test_l2_eps_may_exceed_one() -> None:
     assert make_threat_model("l2", 2.0).eps == 2.0
+
+
+@pytest.mark.parametrize("norm, eps", [("linf", 0.1), ("l2", 0.5)])
+def test_seeded_attack_gives_an_image_the_same_start_in_any_batch(norm: str, eps: float) -> None:
+    # Evaluation under DDP splits a batch across processes: a seeded attack must not depend
+    # on which other images share the batch, or on their order.
+    model = build_model("small_cnn", 3, (1, 8, 8), (0.5,), (0.25,), backbone_kwargs={"width": 4, "hidden": 8}).eval()
+    x, y = _inputs(12), torch.randint(0, 3, (12,))
+    attack = PGD(eps=eps, step_size=eps / 4, steps=2, norm=norm, seed=11, restarts=2)
+    whole = attack(model, x, y)
+    order = torch.randperm(12)
+    shuffled = attack(model, x[order], y[order])
+    halves = torch.cat([attack(model, x[:5], y[:5]), attack(model, x[5:], y[5:])])
+    torch.testing.assert_close(shuffled, whole[order])
+    torch.testing.assert_close(halves, whole)
+    other_seed = PGD(eps=eps, step_size=eps / 4, steps=2, norm=norm, seed=12, restarts=2)(model, x, y)
+    assert not torch.allclose(other_seed, whole)

@@ -144,3 +144,23 @@ def test_divergence_stops_with_the_step_and_part_named_and_keeps_the_last_good_c
     last = torch.load(tmp_path / "last.ckpt", weights_only=True)
     assert last["global_step"] == 4  # the end of the first epoch, before the divergence
     assert all(torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point())
+
+
+def test_last_checkpoint_follows_every_epoch_even_when_the_metric_does_not_improve(tmp_path: Path) -> None:
+    from callbacks import ModelCheckpoint as RefreshingCheckpoint
+
+    pl.seed_everything(0)
+    dm = SyntheticShapes(image_size=16, num_classes=3, train_size=64, val_size=16, test_size=8, batch_size=16)
+    model = RobustClassifier(
+        num_classes=3, input_shape=dm.input_shape, mean=dm.mean, std=dm.std,
+        backbone_kwargs={"width": 4, "hidden": 8}, eval_attack=None,
+    )
+    # "max" on a loss that falls: only the first epoch is ever the best.
+    checkpoint = RefreshingCheckpoint(dirpath=tmp_path, monitor="val/loss", mode="max", save_last=True)
+    trainer = pl.Trainer(**(tiny_trainer_kwargs() | {"enable_checkpointing": True}), max_epochs=3, callbacks=[checkpoint])
+    trainer.fit(model, dm)
+    assert torch.load(checkpoint.best_model_path, weights_only=True)["global_step"] == 4
+    last = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 12
+    for name, value in model.state_dict().items():
+        assert torch.equal(last["state_dict"][name], value), name

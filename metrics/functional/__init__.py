@@ -10,7 +10,7 @@ from metrics.functional.faithfulness import (
 )
 from metrics.functional.infidelity import infidelity
 from metrics.functional.localisation import pointing_game, relevance_mass, relevance_rank, spurious_share
-from metrics.functional.noise import example_noise
+from attacks.example_noise import example_noise
 from metrics.functional.randomisation import RandomisationResult, cascading_randomisation, parameter_layers
 from metrics.functional.robustness import (
     PERTURBATIONS,

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from attributions import gaussian_blur, pixel_map
 from metrics.functional.common import check_positive_int, target_scores
-from metrics.functional.noise import example_ids, example_noise
+from attacks.example_noise import example_ids, example_noise
 from metrics.functional.similarity import pearson
 
 Removal = Literal["zero", "mean", "blur"]

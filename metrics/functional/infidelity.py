@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from attributions import AttributionMethod
 from metrics.functional.common import check_perturbations, check_positive_int, target_scores
-from metrics.functional.noise import example_ids, example_noise
+from attacks.example_noise import example_ids, example_noise
 
 _INFIDELITY_STREAM = 6
 

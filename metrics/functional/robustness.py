@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from attacks import PGD, TopKExplanationAttack, default_topk
 from attributions import AttributionMethod, pixel_map
-from metrics.functional.noise import example_ids, example_noise
+from attacks.example_noise import example_ids, example_noise
 from metrics.functional.similarity import cosine, kendall, spearman, topk_intersection
 
 Perturbation = Literal["noise", "pgd", "topk_attack"]

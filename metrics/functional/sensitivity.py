@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from attributions import AttributionMethod
 from metrics.functional.common import check_perturbations, check_positive_int
-from metrics.functional.noise import example_ids, example_noise
+from attacks.example_noise import example_ids, example_noise
 
 _SENSITIVITY_STREAM = 2
 _LIPSCHITZ_STREAM = 3

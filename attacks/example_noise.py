@@ -1,6 +1,6 @@
 """Per-example random numbers: the noise of example i depends on (seed, stream, id_i, sample j) only.
 
-Metrics that sample perturbations (sensitivity, infidelity, Sensitivity-n, ...) must give an
+Seeded attacks (evaluation) and metrics that sample perturbations (sensitivity, infidelity, Sensitivity-n, ...) must give an
 example the same score whatever batch it sits in, in whatever position, on whichever rank:
 otherwise a probe set split over two processes would score differently from the same set in one
 process, and curves would move when the batch size changes. One generator drawing for the
@@ -73,3 +73,23 @@ def example_noise(
         else:
             out[i].normal_(generator=generator)
     return out
+
+
+_FINGERPRINT_LEVELS = 65535
+
+
+def _fingerprint_weights(numel: int, device: torch.device) -> Tensor:
+    generator = torch.Generator().manual_seed(0x5EED)
+    weights = torch.randint(1, 2**62, (numel,), generator=generator, dtype=torch.int64)
+    return weights.to(device)
+
+
+def content_ids(x: Tensor) -> Tensor:
+    """(B,) int64 identities computed from the examples' pixels, for examples without an id.
+
+    Each image is quantised to 16-bit levels and hashed by an integer dot product with fixed
+    pseudo-random weights (wrapping 64-bit arithmetic, exact and order-free on any device), so
+    the same image gets the same id in any batch, position or process.
+    """
+    levels = torch.round(x.detach().flatten(1).float().clamp(0.0, 1.0) * _FINGERPRINT_LEVELS).to(torch.int64)
+    return (levels * _fingerprint_weights(levels.shape[1], x.device)).sum(dim=1)

@@ -1,0 +1,99 @@
+"""train.py under DDP on two CPU processes (gloo): it finishes, rank zero alone writes, every
+training image is seen once per epoch, and the logged metrics equal a single-process
+evaluation of the same weights."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+from datamodules import SyntheticShapes
+from tests.ddp_probes import image_digests
+from tests.wandb_offline import find_run_dirs, read_run
+
+REPO = Path(__file__).resolve().parents[1]
+SHRINK = [
+    "--trainer.accelerator=cpu",
+    "--trainer.max_epochs=2",
+    "--trainer.enable_progress_bar=false",
+    "--trainer.enable_model_summary=false",
+    "--trainer.log_every_n_steps=1",
+    "--data.init_args.train_size=128",
+    "--data.init_args.val_size=64",
+    "--data.init_args.test_size=16",
+    "--data.init_args.batch_size=16",
+    "--data.init_args.eval_batch_size=32",
+    "--model.backbone_kwargs={width: 4, hidden: 16}",
+    "--model.eval_attack.init_args.steps=3",
+]
+
+
+def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, WANDB_MODE="offline", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    return subprocess.run(
+        [sys.executable, str(REPO / "train.py"), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+@pytest.mark.slow
+def test_ddp_fit_with_pgd_and_a_regulariser(tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    probes = tmp_path / "probes"
+    result = _run(
+        [
+            "fit",
+            "--config",
+            str(REPO / "configs" / "synthetic" / "pgd_at_stability.yaml"),
+            *SHRINK,
+            "--trainer.strategy=ddp",
+            "--trainer.devices=2",
+            f"--trainer.default_root_dir={out}",
+            f"--trainer.logger.init_args.save_dir={out}",
+            "--trainer.callbacks+=tests.ddp_probes.RecordTrainingImages",
+            f"--trainer.callbacks.out_dir={probes}",
+        ],
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    # Rank zero alone wrote: one W&B run, one checkpoint folder.
+    (run_dir,) = find_run_dirs(out)
+    checkpoints = sorted(p.name for p in out.rglob("*.ckpt"))
+    assert checkpoints.count("last.ckpt") == 1 and len(checkpoints) == 2, checkpoints
+
+    # Each epoch, the two ranks together trained on every image exactly once.
+    dm = SyntheticShapes(num_classes=4, train_size=128, val_size=64, test_size=16)
+    expected = Counter(image_digests(dm.split_dataset("train").data.images))
+    for epoch in (0, 1):
+        seen = [torch.load(probes / f"rank{r}_epoch{epoch}.pt")["digests"] for r in (0, 1)]
+        assert len(seen[0]) == len(seen[1]) == 64
+        assert Counter(seen[0] + seen[1]) == expected
+
+    # The logged validation metrics of the last epoch equal one process validating the same weights.
+    logged = read_run(run_dir)
+    last = (out / "robustlens").rglob("last.ckpt").__next__()
+    single = _run(
+        [
+            "validate",
+            "--config",
+            str(REPO / "configs" / "synthetic" / "pgd_at_stability.yaml"),
+            *SHRINK,
+            "--trainer.logger=pytorch_lightning.loggers.CSVLogger",
+            f"--trainer.logger.init_args.save_dir={tmp_path / 'single'}",
+            "--trainer.callbacks=[]",
+            f"--ckpt_path={last}",
+        ],
+        tmp_path,
+    )
+    assert single.returncode == 0, single.stderr[-3000:]
+    (metrics_csv,) = (tmp_path / "single").rglob("metrics.csv")
+    header, values = metrics_csv.read_text().splitlines()[:2]
+    single_metrics = dict(zip(header.split(","), values.split(",")))
+    for key in ("val/acc", "val/acc_pgd"):
+        assert logged.column(key)[-1] == pytest.approx(float(single_metrics[key]), abs=1e-6), key
