@@ -28,9 +28,11 @@ from pytorch_lightning.loggers import WandbLogger
 from callbacks import SaveConfigToRun
 from datamodules import ImageDataModule
 from export import cli as export_cli
+from export.checkpoint import CheckpointError, check_weights_fit, read_checkpoint
 from lightning_modules import DivergenceError, RobustClassifier
 
 LINKED_FROM_DATA = ("num_classes", "input_shape", "mean", "std")
+LIGHTNING_CKPT_ALIASES = ("last", "best", "hpc", "registry")
 
 
 def _config_nodes(config: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
@@ -164,6 +166,54 @@ class RobustLensCLI(LightningCLI):
             field = _failing_field(cause, dumped)
             where = f"{field}: " if field else ""
             self._parser(self.subcommand).error(f"invalid configuration: {where}{cause}")
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        super().parse_arguments(parser, args)
+        # LightningCLI reads the hyper-parameters of ``ckpt_path`` right after parsing (they
+        # take precedence over the config's model); check the file first, so that a truncated
+        # or foreign file is reported by name instead of failing deep inside torch.
+        self._checkpoint: dict[str, Any] | None = None
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path and ckpt_path not in LIGHTNING_CKPT_ALIASES and Path(ckpt_path).exists():
+            try:
+                self._checkpoint = read_checkpoint(ckpt_path)
+            except (CheckpointError, OSError) as error:
+                self._parser(subcommand).error(f"invalid input: ckpt_path: {error}")
+
+    def before_fit(self) -> None:
+        self._check_inputs("fit")
+
+    def before_validate(self) -> None:
+        self._check_inputs("validate")
+
+    def before_test(self) -> None:
+        self._check_inputs("test")
+
+    def _check_inputs(self, stage: str) -> None:
+        """Read the checkpoint and the data before the trainer starts, so that a bad file stops
+        the run with its name before any run folder, W&B run or checkpoint is written.
+
+        The checkpoint must be intact, hold no code, and fit the model tensor for tensor (what
+        Lightning would load). The model is built from the checkpoint's hyper-parameters
+        (LightningCLI's rule) and sized by the datamodule, so a mismatch means data of another
+        shape or class count than the checkpoint was trained on. The datamodule is set up now (its splits are
+        cached, so Lightning's own ``setup`` later costs nothing) unless it still has to
+        download its files, which Lightning does on rank zero in ``prepare_data``.
+        """
+        parser = self._parser(self.subcommand)
+        ckpt_path = self.config[self.subcommand].get("ckpt_path")
+        if ckpt_path and ckpt_path not in LIGHTNING_CKPT_ALIASES:
+            try:
+                checkpoint = self._checkpoint if self._checkpoint is not None else read_checkpoint(ckpt_path)
+                check_weights_fit(self.model, checkpoint["state_dict"], ckpt_path)
+            except (CheckpointError, OSError) as error:
+                parser.error(f"invalid input: ckpt_path: {error}")
+        if not getattr(self.datamodule, "download", False):
+            try:
+                self.datamodule.setup(stage)
+            except (ValueError, OSError) as error:
+                parser.error(f"invalid input: data: {error}")
 
     def after_fit(self) -> None:
         trainer = self.trainer

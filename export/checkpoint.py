@@ -111,6 +111,13 @@ def model_state_dict(checkpoint_state: dict[str, Tensor]) -> dict[str, Tensor]:
 def load_weights(model: nn.Module, state_dict: dict[str, Tensor], source: str | Path) -> None:
     """``model.load_state_dict(state_dict)`` (strict), or a :class:`CheckpointError` naming
     ``source`` and listing missing keys, unexpected keys and shape mismatches."""
+    check_weights_fit(model, state_dict, source)
+    model.load_state_dict(state_dict)
+
+
+def check_weights_fit(model: nn.Module, state_dict: dict[str, Tensor], source: str | Path) -> None:
+    """Raise a :class:`CheckpointError` naming ``source`` unless ``state_dict`` has exactly the
+    keys and shapes of ``model``'s (without loading anything)."""
     own = model.state_dict()
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
@@ -132,7 +139,6 @@ def load_weights(model: nn.Module, state_dict: dict[str, Tensor], source: str | 
         if mismatched:
             problems.append(f"{len(mismatched)} shape mismatch(es): {first(mismatched)}")
         raise CheckpointError(f"the weights in {source} do not fit this architecture: " + "; ".join(problems))
-    model.load_state_dict(state_dict)
 
 
 @dataclass

@@ -98,3 +98,20 @@ def test_divergence_exits_with_a_clear_message(tmp_path: Path, capsys: pytest.Ca
     err = capsys.readouterr().err
     assert any(line.startswith("error: training diverged at global step") for line in err.splitlines())
     assert "non-finite parts: train/ce_adv = nan" in err
+
+
+def test_the_wandb_api_key_never_reaches_logs_checkpoints_or_exports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "0123456789abcdef0123456789abcdef01234567"  # shaped like a real key
+    monkeypatch.setenv("WANDB_API_KEY", secret)
+    cli = train.main(_shrunk(tmp_path / "run", "--trainer.max_epochs=1"))
+    train.main(
+        ["export", "--ckpt_path", cli.trainer.checkpoint_callback.last_model_path, "--out_dir", str(tmp_path / "bundle")]
+    )
+    read_run(find_run_dirs(tmp_path / "run")[0])  # waits until W&B has written everything
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".ckpt" for p in files) and any(p.suffix == ".wandb" for p in files)
+    assert any(p.name == "model.safetensors" for p in files)
+    leaking = [str(p) for p in files if secret.encode() in p.read_bytes()]
+    assert not leaking
