@@ -15,6 +15,8 @@ validate/test/predict stages are skipped.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -60,6 +62,13 @@ def gather_rows(rows: Tensor, n: int) -> Tensor:
     return torch.cat([g[:size] for g, size in zip(gathered, sizes)])
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (or buffer); CPU for a model with neither."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
 def classifier(pl_module: LightningModule) -> nn.Module:
     """The plain classifier inside a LightningModule: its ``model`` attribute when that is a
     module (``RobustClassifier.model``: normalisation + backbone), else the module itself."""
@@ -94,6 +103,7 @@ class ProbeCallback(Callback):
         self.class_names: list[str] = []
         self._share: ProbeBatch | None = None
         self._share_bounds = (0, 0)
+        self.seconds = 0.0  # wall time spent evaluating and logging in this process, all runs
 
     # -- the probe set -------------------------------------------------------------------------
 
@@ -120,16 +130,38 @@ class ProbeCallback(Callback):
             )
         with torch.random.fork_rng(devices=[]):  # the draw has its own generator; be sure anyway
             probe = datamodule.probe_batch(self.probe_size, self.probe_seed, split=PROBE_SPLIT)
-        self.check_probe(probe, type(datamodule).__name__)
+        self.use_probe(
+            probe,
+            type(datamodule).__name__,
+            [str(c) for c in getattr(datamodule, "class_names", [])],
+            trainer.global_rank,
+            trainer.world_size,
+        )
+
+    def use_probe(
+        self,
+        probe: ProbeBatch,
+        datamodule_name: str = "the datamodule",
+        class_names: Sequence[str] = (),
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        """Adopt ``probe`` as the probe set and keep ``rank``'s share of it (``setup`` calls this;
+        so can code that evaluates without a Trainer).
+
+        Raises:
+            ValueError: the probe set lacks what an option needs (masks for a metric, ...).
+        """
+        self.check_probe(probe, datamodule_name)
         self.probe = probe
-        self.class_names = [str(c) for c in getattr(datamodule, "class_names", [])]
-        self._share_bounds = share_bounds(len(probe), trainer.world_size, trainer.global_rank)
+        self.class_names = list(class_names)
+        self._share_bounds = share_bounds(len(probe), world_size, rank)
         self._share = probe.slice(*self._share_bounds)
 
     def check_probe(self, probe: ProbeBatch, datamodule_name: str) -> None:
         """Subclasses raise a ValueError here when the probe set lacks what an option needs."""
 
-    def share(self, device: torch.device) -> ProbeBatch:
+    def share(self, device: torch.device | str = "cpu") -> ProbeBatch:
         """This rank's share of the probe set, on ``device``."""
         if self._share is None:
             raise RuntimeError(f"{type(self).__name__} has no probe set: it is drawn in setup('fit')")
@@ -207,7 +239,9 @@ class PeriodicProbeCallback(ProbeCallback):
         raise NotImplementedError
 
     def _run_now(self, trainer: Trainer, pl_module: LightningModule, epoch: int) -> None:
+        started = time.perf_counter()
         self.run(trainer, pl_module)
+        self.seconds += time.perf_counter() - started
         self.last_epoch, self.last_step = epoch, trainer.global_step
         self.runs += 1
 

@@ -34,9 +34,8 @@ from torch import Tensor, nn
 
 from attacks import PGD, Norm
 from callbacks.observe import observing
-from callbacks.probe import PeriodicProbeCallback, check_int, classifier
+from callbacks.probe import PeriodicProbeCallback, check_int, classifier, model_device
 from callbacks.run_output import log_to_run
-from datamodules import ProbeBatch
 from metrics import MeanScore
 
 
@@ -106,9 +105,10 @@ class RobustnessEvaluator(PeriodicProbeCallback):
     def state_key_fields(self) -> dict[str, Any]:
         return {**super().state_key_fields(), "eps": self.eps, "norm": self.norm}
 
-    def evaluate(self, model: nn.Module, share: ProbeBatch) -> dict[str, float]:
-        """``{robust/acc@eps=ε: accuracy}`` over the whole probe set; a collective call under DDP
-        (every rank passes its share). ``model`` is left as found."""
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        """``{robust/acc@eps=ε: accuracy}`` over the whole probe set, from this rank's share (see
+        :meth:`use_probe`); a collective call under DDP. ``model`` is left as found."""
+        share = self.share(model_device(model))
         accuracy = {radius: metric.to(share.x.device) for radius, metric in self._accuracy.items()}
         with observing(model):
             for start in range(0, len(share), self.batch_size):
@@ -139,6 +139,6 @@ class RobustnessEvaluator(PeriodicProbeCallback):
 
     def run(self, trainer: Trainer, pl_module: LightningModule) -> None:
         started = time.perf_counter()
-        self.last = self.evaluate(classifier(pl_module), self.share(pl_module.device))
+        self.last = self.evaluate(classifier(pl_module))
         if trainer.is_global_zero:
             log_to_run(trainer, {**self.last, "robust/seconds": time.perf_counter() - started})

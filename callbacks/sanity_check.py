@@ -40,9 +40,8 @@ from torch import Tensor, nn
 from attributions import AttributionName
 from callbacks.explanation_monitor import Target, check_methods
 from callbacks.observe import observing
-from callbacks.probe import ProbeCallback, check_int, classifier
+from callbacks.probe import ProbeCallback, check_int, classifier, model_device
 from callbacks.run_output import file_directories, log_to_run, wandb_loggers, write_csv
-from datamodules import ProbeBatch
 from metrics import build_metric, check_metric
 from metrics.functional import cascading_randomisation
 
@@ -127,9 +126,11 @@ class SanityCheck(ProbeCallback):
     def state_key_fields(self) -> dict[str, Any]:
         return {**super().state_key_fields(), "methods": list(self.methods), "seed": self.seed}
 
-    def evaluate(self, model: nn.Module, share: ProbeBatch) -> SanityResult:
-        """The check on this rank's ``share`` of the probe set; a collective call under DDP.
-        ``model`` is left as found (the re-initialised layers belong to a copy)."""
+    def evaluate(self, model: nn.Module) -> SanityResult:
+        """The check on the whole probe set, from this rank's share (see :meth:`use_probe`); a
+        collective call under DDP. ``model`` is left as found (the re-initialised layers belong
+        to a copy)."""
+        share = self.share(model_device(model))
         wrappers = {key: w.to(share.x.device) for key, w in self._wrappers.items()}
         with observing(model):
             layers: list[str] = []
@@ -156,8 +157,9 @@ class SanityCheck(ProbeCallback):
         if self.skip(trainer):
             return
         started = time.perf_counter()
-        self.last = self.evaluate(classifier(pl_module), self.share(pl_module.device))
+        self.last = self.evaluate(classifier(pl_module))
         if not trainer.is_global_zero:
+            self.seconds += time.perf_counter() - started
             return
         rows = self.last.rows()
         wandb_extras: dict[str, Any] = {}
@@ -168,3 +170,4 @@ class SanityCheck(ProbeCallback):
         for directory in file_directories(trainer):
             write_csv(directory / "sanity_check.csv", TABLE_COLUMNS, rows)
         log_to_run(trainer, {**self.last.scalars(), "sanity/seconds": time.perf_counter() - started}, wandb_extras)
+        self.seconds += time.perf_counter() - started
