@@ -49,12 +49,6 @@ class Cadence:
         """Whether to run once the optimiser has taken ``global_step`` steps."""
         return self.every_n_steps is not None and global_step > 0 and global_step % self.every_n_steps == 0
 
-    def last_due_epoch(self, completed_epochs: int) -> int:
-        """The last epoch (< ``completed_epochs``) after which a run was due; −1 when none."""
-        if self.every_n_epochs is None:
-            return -1
-        return (completed_epochs // self.every_n_epochs) * self.every_n_epochs - 1
-
     def __str__(self) -> str:
         if self.every_n_steps is not None:
             return f"every {self.every_n_steps} steps"

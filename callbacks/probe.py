@@ -234,6 +234,11 @@ class PeriodicProbeCallback(ProbeCallback):
         self.last_step = -1  # the global step at which it last ran
         self.runs = 0
 
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        if stage == TrainerFn.FITTING.value:  # a new fit; a resumed one loads its position next
+            self.last_epoch, self.last_step, self.runs = -1, -1, 0
+
     def run(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Evaluate the probe set and log the results (on every rank: may hold collectives)."""
         raise NotImplementedError
@@ -245,23 +250,17 @@ class PeriodicProbeCallback(ProbeCallback):
         self.last_epoch, self.last_step = epoch, trainer.global_step
         self.runs += 1
 
-    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        # After a resume from a checkpoint saved between an epoch's validation and the end of the
-        # epoch (ModelCheckpoint saves on validation end), the run due for that epoch is still
-        # owed: the weights are those it would have seen.
-        if self.skip(trainer):
-            return
-        if self.cadence.every_n_epochs is not None:
-            due = self.cadence.last_due_epoch(trainer.current_epoch)
-            if due > self.last_epoch and trainer.global_step > self.last_step:
-                self._run_now(trainer, pl_module, due)
-        elif self.cadence.due_after_step(trainer.global_step) and trainer.global_step > self.last_step:
-            self._run_now(trainer, pl_module, trainer.current_epoch)
-
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if self.skip(trainer) or not self.cadence.due_after_epoch(trainer.current_epoch):
+        # Resumed from a checkpoint saved when the epoch's validation ended (before its end),
+        # Lightning ends that epoch again: the run is made then if the checkpoint predates it,
+        # and not a second time otherwise. Without an optimiser step since the last run the
+        # weights are those it measured: nothing new to log.
+        epoch = trainer.current_epoch
+        if self.skip(trainer) or not self.cadence.due_after_epoch(epoch):
             return
-        self._run_now(trainer, pl_module, trainer.current_epoch)
+        if epoch <= self.last_epoch or trainer.global_step == self.last_step:
+            return
+        self._run_now(trainer, pl_module, epoch)
 
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
