@@ -22,6 +22,11 @@ def tiny_data(**overrides: Any) -> SyntheticShapes:
     return SyntheticShapes(**(options | overrides))
 
 
+def sgd(params) -> torch.optim.Optimizer:  # type: ignore[no-untyped-def]
+    """A module-level optimiser factory (ddp_spawn pickles the module)."""
+    return torch.optim.SGD(params, lr=0.05, momentum=0.9)
+
+
 def tiny_model(dm: SyntheticShapes, batch_norm: bool = True) -> RobustClassifier:
     """PGD-AT with random starts from the global RNG: any draw a callback made from it, or any
     BatchNorm statistic it updated, would change the weights the fit ends with."""
@@ -33,7 +38,7 @@ def tiny_model(dm: SyntheticShapes, batch_norm: bool = True) -> RobustClassifier
         backbone_kwargs={"width": 4, "hidden": 16, "batch_norm": batch_norm},
         objective=PGDAdversarialTraining(PGD(eps=0.1, step_size=0.05, steps=2)),
         eval_attack=PGD(eps=0.1, step_size=0.05, steps=2, seed=0),
-        optimizer=lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9),
+        optimizer=sgd,
     )
 
 
