@@ -256,3 +256,18 @@ def test_nothing_runs_outside_a_real_fit() -> None:
     pl.Trainer(**tiny_trainer_kwargs(), callbacks=callbacks).validate(model, dm)
     pl.Trainer(**tiny_trainer_kwargs(), max_epochs=1, fast_dev_run=2, callbacks=callbacks).fit(model, dm)
     assert callbacks[0].runs == callbacks[1].runs == 0 and callbacks[2].last is None
+
+
+def test_panels_colour_the_most_relevant_pixel_brightest_and_tile_without_a_mask() -> None:
+    from callbacks.attribution_panels import PanelRows, heat, strips
+
+    attribution = torch.zeros(2, 1, 16, 16)
+    attribution[0, 0, 3, 4] = -5.0  # the magnitude counts, not the sign
+    attribution[1, 0, 10, 2] = 2.0
+    colours = heat(attribution)  # (2, 16, 16, 3)
+    brightness = colours.sum(-1).flatten(1)
+    assert brightness.argmax(1).tolist() == [3 * 16 + 4, 10 * 16 + 2]
+    x = torch.rand(2, 3, 16, 16)
+    (first, second) = strips(PanelRows(x, attribution.expand(-1, 3, -1, -1), x, attribution.expand(-1, 3, -1, -1)))
+    assert first.shape == second.shape == (96, 4 * 96 + 3 * 2, 3) and first.dtype == np.uint8  # x | Φ | x' | Φ'
+    np.testing.assert_array_equal(first[:96:6, :96:6], (x[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy())
