@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
+import wandb
 import yaml
 from PIL import Image
 from pytorch_lightning.loggers import CSVLogger
@@ -159,6 +160,10 @@ def test_bad_callback_options_in_a_recipe_fail_when_the_trainer_is_built_naming_
 
 def test_a_probe_set_larger_than_the_validation_split_stops_the_recipe_before_training(tmp_path: Path) -> None:
     recipe = _recipe_with(tmp_path, _index("callbacks.RobustnessEvaluator"), probe_size=129)
-    with pytest.raises(ValueError, match=r"^probe_size must be at most 128 \(the size of the val split of SyntheticShapes\) for RobustnessEvaluator, got 129"):
-        train.main(_shrunk_quickstart(tmp_path / "out", config=recipe))
+    expected = r"^probe_size must be at most 128 \(the size of the val split of SyntheticShapes\) for RobustnessEvaluator, got 129"
+    try:
+        with pytest.raises(ValueError, match=expected):
+            train.main(_shrunk_quickstart(tmp_path / "out", config=recipe))
+    finally:
+        wandb.finish()  # the run the recipe's logger opened (a command line would exit here)
     assert not list((tmp_path / "out").rglob("*.ckpt"))
