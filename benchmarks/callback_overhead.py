@@ -13,6 +13,7 @@ sanity check per method.
 
     PYTHONPATH=. python benchmarks/callback_overhead.py              # 3 + 3 fits of 8 epochs
     PYTHONPATH=. python benchmarks/callback_overhead.py --runs 1 --epochs 2   # a quick look
+    PYTHONPATH=. python benchmarks/callback_overhead.py --threads 1          # on a busy machine
 """
 
 from __future__ import annotations
@@ -98,12 +99,15 @@ def _parts(cli: Any) -> dict[str, float]:
     return parts
 
 
-def child(recipe: str, epochs: int, out: str, parts: bool) -> None:
+def child(recipe: str, epochs: int, out: str, parts: bool, threads: int | None) -> None:
     """One fit in this process; writes its figures as JSON to ``out``."""
     import torch
     import wandb
 
     import train
+
+    if threads is not None:
+        torch.set_num_threads(threads)
 
     root = tempfile.mkdtemp(prefix="overhead-")
     args = [  # no subcommand: built with run=False, the fit is timed here
@@ -135,10 +139,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument(
+        "--threads", type=int, default=None,
+        help="torch intra-op threads (default: torch's, as make quickstart); 1 is steadier on a shared machine",
+    )
     parser.add_argument("--child", nargs=3, metavar=("RECIPE", "OUT", "PARTS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child[0], args.epochs, args.child[1], args.child[2] == "1")
+        child(args.child[0], args.epochs, args.child[1], args.child[2] == "1", args.threads)
         return
 
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONPATH": str(REPO)}
@@ -151,18 +159,23 @@ def main() -> None:
                 out = Path(folder) / f"{mode}{round_}.json"
                 last = round_ == args.runs - 1 and mode == "on"
                 command = [sys.executable, __file__, "--epochs", str(args.epochs), "--child", str(recipes[mode]), str(out), "1" if last else "0"]
+                if args.threads is not None:
+                    command += ["--threads", str(args.threads)]
                 subprocess.run(command, check=True, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 results[mode].append(json.loads(out.read_text()))
                 print(f"round {round_ + 1} {mode:>3}: fit {results[mode][-1]['fit_seconds']:.1f} s", flush=True)
 
     import torch
 
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     off = [r["fit_seconds"] for r in results["off"]]
     on = [r["fit_seconds"] for r in results["on"]]
     own = [sum(r["callback_seconds"].values()) for r in results["on"]]
     names = sorted(results["on"][0]["callback_seconds"])
     print()
-    print(f"# PYTHONPATH=. python benchmarks/callback_overhead.py --runs {args.runs} --epochs {args.epochs}")
+    threads = "" if args.threads is None else f" --threads {args.threads}"
+    print(f"# PYTHONPATH=. python benchmarks/callback_overhead.py --runs {args.runs} --epochs {args.epochs}{threads}")
     print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, quickstart recipe, {args.epochs} epochs, W&B offline")
     print()
     print("| fit | " + " | ".join(f"run {i + 1}" for i in range(args.runs)) + " | median |")

@@ -85,7 +85,7 @@ class SanityCheck(ProbeCallback):
 
     Args:
         methods: attribution methods by name (add "edge" for the control that stays at 1).
-        method_options: ``{method: {option: value}}`` (integrated gradients: 16 steps by default).
+        method_options: ``{method: {option: value}}`` (integrated gradients: 8 steps by default).
         similarities: "spearman" and/or "ssim".
         target: explain the "label" or the "predicted" class (the same class at every stage).
         probe_size: examples in the probe set, drawn from the validation split.

@@ -24,6 +24,7 @@ from metrics import compute_metrics
 from metrics.functional import cascading_randomisation
 from tests.conftest import tiny_trainer_kwargs
 from tests.monitoring import BATCHES_PER_EPOCH, fit, monitor, robustness, sanity, tiny_data, tiny_model
+from tests.tiny import tiny_cnn
 from tests.trained_model import TrainedShapes
 
 
@@ -133,10 +134,14 @@ def test_mask_metrics_need_a_datamodule_with_masks() -> None:
     dm = WithoutMasks(image_size=16, num_classes=3, train_size=32, val_size=16, batch_size=16)
     _setup_fails(monitor(), dm, r"^metrics must not include 'relevance_mass' with WithoutMasks: .*ground-truth object masks")
     _setup_fails(monitor(metrics=["spurious_share"]), tiny_data(), r"^metrics must not include 'spurious_share'.*spurious_rate")
-    # The default metrics adapt: localisation only where masks exist.
-    default = ExplanationMonitor(probe_size=4)
+    # The default metrics adapt: localisation only where masks exist (its options then unused).
+    default = ExplanationMonitor(probe_size=4, methods=["saliency"], metric_options={"pointing_game": {"tolerance": 1}})
     default.use_probe(dm.probe_batch(4))
     assert default.metric_names == ["topk_intersection@noise", "spearman@noise"]
+    assert set(default.evaluate(tiny_cnn(num_classes=3)).values) == {
+        "expl/saliency/topk_intersection@noise",
+        "expl/saliency/spearman@noise",
+    }
     default.use_probe(tiny_data().probe_batch(4))
     assert default.metric_names == ["topk_intersection@noise", "spearman@noise", "relevance_mass", "pointing_game"]
 
