@@ -3,15 +3,30 @@
 from callbacks.checkpoint_metadata import CHECKPOINT_KEY, run_metadata
 from callbacks.checkpoint import ModelCheckpoint
 from callbacks.config_saver import SaveConfigToRun, run_directory
+from callbacks.explanation_monitor import ExplanationMonitor, ExplanationScores
 from callbacks.export_bundle import ExportBundle
+from callbacks.observe import observing
 from callbacks.preemption import PreemptionCheckpoint
+from callbacks.probe import PeriodicProbeCallback, ProbeCallback, gather_rows, share_bounds
+from callbacks.robustness_evaluator import RobustnessEvaluator
+from callbacks.sanity_check import SanityCheck, SanityResult
 
 __all__ = [
     "CHECKPOINT_KEY",
+    "ExplanationMonitor",
+    "ExplanationScores",
     "ExportBundle",
     "ModelCheckpoint",
+    "PeriodicProbeCallback",
     "PreemptionCheckpoint",
+    "ProbeCallback",
+    "RobustnessEvaluator",
+    "SanityCheck",
+    "SanityResult",
     "SaveConfigToRun",
+    "gather_rows",
+    "observing",
     "run_directory",
     "run_metadata",
+    "share_bounds",
 ]

@@ -26,7 +26,7 @@ def _shrunk(tmp_path: Path, *extra: str) -> list[str]:
         f"--trainer.default_root_dir={tmp_path}",
         f"--trainer.logger.init_args.save_dir={tmp_path}",
         "--data.init_args.train_size=96",
-        "--data.init_args.val_size=48",
+        "--data.init_args.val_size=128",  # the quickstart callbacks draw probe sets of 64 and 128
         "--data.init_args.test_size=16",
         "--data.init_args.batch_size=32",
         "--model.backbone_kwargs={width: 4, hidden: 16}",

@@ -34,7 +34,7 @@ def shrunk_quickstart(save_dir: Path, *extra: str) -> list[str]:
         "--trainer.limit_train_batches=3",
         "--trainer.limit_val_batches=1",
         "--data.init_args.train_size=96",
-        "--data.init_args.val_size=32",
+        "--data.init_args.val_size=128",  # the quickstart callbacks draw probe sets of 64 and 128
         "--data.init_args.test_size=32",
         "--data.init_args.batch_size=32",
         "--trainer.logger=pytorch_lightning.loggers.CSVLogger",

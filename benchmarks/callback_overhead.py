@@ -1,0 +1,207 @@
+"""Wall-time overhead of the monitoring callbacks on the quickstart fit.
+
+Runs the quickstart recipe (``configs/quickstart.yaml``) with its callbacks (ExplanationMonitor,
+RobustnessEvaluator, SanityCheck) and without them (the same recipe with those three removed),
+``--runs`` times each, alternating which goes first in each round, every fit in a fresh process
+(W&B offline, into a temporary folder). It reports the fit's wall time (``trainer.fit`` only:
+no interpreter start, no CLI parsing, no W&B start or finish), the medians, the overhead
+median(with) / median(without) − 1, and the time the callbacks report spending themselves
+(their ``seconds``), which is less sensitive to a shared machine's noise than the difference
+of two fits. Then, on the last trained model, what one evaluation of each part costs: the
+monitor per attribution method (without panels), the panels, one robustness curve, and the
+sanity check per method.
+
+    PYTHONPATH=. python benchmarks/callback_overhead.py              # 3 + 3 fits of 8 epochs
+    PYTHONPATH=. python benchmarks/callback_overhead.py --runs 1 --epochs 2   # a quick look
+    PYTHONPATH=. python benchmarks/callback_overhead.py --threads 1          # on a busy machine
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+QUICKSTART = REPO / "configs" / "quickstart.yaml"
+MONITORS = ("callbacks.ExplanationMonitor", "callbacks.RobustnessEvaluator", "callbacks.SanityCheck")
+
+
+def _recipes(folder: Path) -> dict[str, Path]:
+    """The quickstart recipe as it is ("on") and without the monitoring callbacks ("off")."""
+    config = yaml.safe_load(QUICKSTART.read_text())
+    callbacks = config["trainer"]["callbacks"]
+    present = [c["class_path"] for c in callbacks if c["class_path"] in MONITORS]
+    if sorted(present) != sorted(MONITORS):
+        raise SystemExit(f"the quickstart recipe should hold {MONITORS}, holds {present}")
+    off = {**config, "trainer": {**config["trainer"], "callbacks": [c for c in callbacks if c["class_path"] not in MONITORS]}}
+    paths = {"on": folder / "on.yaml", "off": folder / "off.yaml"}
+    paths["on"].write_text(yaml.safe_dump(config, sort_keys=False))
+    paths["off"].write_text(yaml.safe_dump(off, sort_keys=False))
+    return paths
+
+
+def _time(fn: Any, repeats: int = 3) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _parts(cli: Any) -> dict[str, float]:
+    """Seconds of one evaluation of each part, on the trained model (medians of 3)."""
+    import torch
+
+    from callbacks import ExplanationMonitor, RobustnessEvaluator, SanityCheck
+    from callbacks.attribution_panels import strips
+    from callbacks.probe import classifier
+
+    found = {type(c).__name__: c for c in cli.trainer.callbacks}
+    monitor: ExplanationMonitor = found["ExplanationMonitor"]
+    robust: RobustnessEvaluator = found["RobustnessEvaluator"]
+    sanity: SanityCheck = found["SanityCheck"]
+    model = classifier(cli.model)
+    parts: dict[str, float] = {}
+    for name in monitor.methods:
+        single = ExplanationMonitor(
+            methods=[name],  # type: ignore[list-item]
+            metrics=monitor.metric_names,
+            metric_options=monitor.metric_options,
+            probe_size=monitor.probe_size,
+            panels=0,
+        )
+        single.methods = {name: monitor.methods[name]}
+        single.use_probe(monitor.probe)  # type: ignore[arg-type]
+        parts[f"monitor: {name} + metrics"] = _time(lambda s=single: s.evaluate(model))
+    with_panels = _time(lambda: monitor.evaluate(model, samples=True, panels=monitor.panels))
+    without = _time(lambda: monitor.evaluate(model))
+    parts["monitor: panels' x', Φ(x') and table"] = with_panels - without
+    scores = monitor.evaluate(model, panels=monitor.panels)
+    parts["monitor: rendering the panels"] = _time(lambda: [strips(rows) for rows in scores.panels.values()])
+    parts["robustness curve"] = _time(lambda: robust.evaluate(model))
+    for name, method in sanity.methods.items():
+        single_sanity = SanityCheck(methods=[name], probe_size=sanity.probe_size)  # type: ignore[list-item]
+        single_sanity.methods = {name: method}
+        single_sanity.use_probe(sanity.probe)  # type: ignore[arg-type]
+        parts[f"sanity check: {name}"] = _time(lambda s=single_sanity: s.evaluate(model), repeats=1)
+    parts["threads"] = float(torch.get_num_threads())
+    return parts
+
+
+def child(recipe: str, epochs: int, out: str, parts: bool, threads: int | None) -> None:
+    """One fit in this process; writes its figures as JSON to ``out``."""
+    import torch
+    import wandb
+
+    import train
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+    root = tempfile.mkdtemp(prefix="overhead-")
+    args = [  # no subcommand: built with run=False, the fit is timed here
+        "--config",
+        recipe,
+        f"--trainer.max_epochs={epochs}",
+        "--trainer.enable_progress_bar=false",
+        f"--trainer.default_root_dir={root}",
+        f"--trainer.logger.init_args.save_dir={root}",
+    ]
+    cli = train.main(args, run=False)
+    assert cli is not None
+    start = time.perf_counter()
+    cli.trainer.fit(cli.model, cli.datamodule)
+    fit_seconds = time.perf_counter() - start
+    callbacks = {type(c).__name__: c.seconds for c in cli.trainer.callbacks if hasattr(c, "seconds") and hasattr(c, "probe")}
+    result: dict[str, Any] = {
+        "fit_seconds": fit_seconds,
+        "callback_seconds": callbacks,
+        "val_acc_pgd": float(cli.trainer.callback_metrics.get("val/acc_pgd", torch.tensor(float("nan")))),
+    }
+    if parts and callbacks:
+        result["parts"] = _parts(cli)
+    wandb.finish()
+    Path(out).write_text(json.dumps(result))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument(
+        "--threads", type=int, default=None,
+        help="torch intra-op threads (default: torch's, as make quickstart); 1 is steadier on a shared machine",
+    )
+    parser.add_argument("--child", nargs=3, metavar=("RECIPE", "OUT", "PARTS"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child[0], args.epochs, args.child[1], args.child[2] == "1", args.threads)
+        return
+
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONPATH": str(REPO)}
+    results: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
+    with tempfile.TemporaryDirectory() as folder:
+        recipes = _recipes(Path(folder))
+        for round_ in range(args.runs):
+            order = ("off", "on") if round_ % 2 == 0 else ("on", "off")
+            for mode in order:
+                out = Path(folder) / f"{mode}{round_}.json"
+                last = round_ == args.runs - 1 and mode == "on"
+                command = [sys.executable, __file__, "--epochs", str(args.epochs), "--child", str(recipes[mode]), str(out), "1" if last else "0"]
+                if args.threads is not None:
+                    command += ["--threads", str(args.threads)]
+                subprocess.run(command, check=True, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                results[mode].append(json.loads(out.read_text()))
+                print(f"round {round_ + 1} {mode:>3}: fit {results[mode][-1]['fit_seconds']:.1f} s", flush=True)
+
+    import torch
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    off = [r["fit_seconds"] for r in results["off"]]
+    on = [r["fit_seconds"] for r in results["on"]]
+    own = [sum(r["callback_seconds"].values()) for r in results["on"]]
+    names = sorted(results["on"][0]["callback_seconds"])
+    print()
+    threads = "" if args.threads is None else f" --threads {args.threads}"
+    print(f"# PYTHONPATH=. python benchmarks/callback_overhead.py --runs {args.runs} --epochs {args.epochs}{threads}")
+    print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, quickstart recipe, {args.epochs} epochs, W&B offline")
+    print()
+    print("| fit | " + " | ".join(f"run {i + 1}" for i in range(args.runs)) + " | median |")
+    print("|---|" + "---|" * (args.runs + 1))
+    print("| without callbacks, s | " + " | ".join(f"{t:.1f}" for t in off) + f" | {statistics.median(off):.1f} |")
+    print("| with callbacks, s | " + " | ".join(f"{t:.1f}" for t in on) + f" | {statistics.median(on):.1f} |")
+    for name in names:
+        values = [r["callback_seconds"][name] for r in results["on"]]
+        print(f"| {name}, s (own) | " + " | ".join(f"{t:.1f}" for t in values) + f" | {statistics.median(values):.1f} |")
+    shares = [o / t for o, t in zip(own, on)]
+    print("| callbacks' own time / fit | " + " | ".join(f"{100 * s:.1f} %" for s in shares) + f" | {100 * statistics.median(shares):.1f} % |")
+    print()
+    print(f"overhead, median(with) / median(without) - 1: {100 * (statistics.median(on) / statistics.median(off) - 1):.1f} %")
+    print(
+        "val/acc_pgd at the end, without / with: "
+        + ", ".join(f"{a['val_acc_pgd']:.4f}/{b['val_acc_pgd']:.4f}" for a, b in zip(results["off"], results["on"]))
+    )
+    parts = results["on"][-1].get("parts", {})
+    if parts:
+        threads = int(parts.pop("threads"))
+        print()
+        print(f"| one evaluation, trained model ({threads} threads) | s |")
+        print("|---|---|")
+        for name, seconds in parts.items():
+            print(f"| {name} | {seconds:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
