@@ -259,8 +259,11 @@ def _datamodule(settings: ReportSettings, source: Source) -> tuple[ImageDataModu
         cause: BaseException = error  # jsonargparse wraps the constructor's own message
         while cause.__cause__ is not None or cause.__context__ is not None:
             cause = cause.__cause__ or cause.__context__  # type: ignore[assignment]
-        where = "the recorded datamodule" if data is None else "the datamodule"
-        raise ReportError("data", f"data must describe a usable datamodule; {where} {config} fails: {cause}") from error
+        where = "recorded by the run" if data is None else "as given"
+        argument = str(cause).split(" ", 1)[0].strip(":,'")
+        if argument in (config.get("init_args") or {}):  # the constructor named its argument
+            raise ReportError(f"data.init_args.{argument}", f"{cause} ({config.get('class_path')}, {where})") from error
+        raise ReportError("data", f"data must describe a usable datamodule; {config.get('class_path')} ({where}) fails: {cause}") from error
     return datamodule, config
 
 
