@@ -29,7 +29,9 @@ from typing import Any, Literal, NoReturn
 import yaml
 from jsonargparse import ActionYesNo, ArgumentParser, Namespace
 
+from attributions import ATTRIBUTION_NAMES
 from datamodules import ImageDataModule
+from metrics import METRIC_NAMES
 from report.compute import compute_report
 from report.output import FILES, write_report
 from report.plan import DEFAULT_METHODS, ReportError, ReportSettings, load_checked_source, plan_report
@@ -58,14 +60,17 @@ def build_parser(recorded_data: dict[str, Any] | None = None) -> ArgumentParser:
         "--num_examples", type=int | None, default=None, help="test examples the metrics score (default: 100, or the test split if smaller)"
     )
     parser.add_argument("--batch_size", type=int, default=64, help="examples per batch")
-    parser.add_argument("--methods", nargs="+", type=str, default=list(DEFAULT_METHODS), help="attribution methods")
+    parser.add_argument(
+        "--methods", nargs="+", type=str, default=list(DEFAULT_METHODS),
+        help=f"attribution methods, among {', '.join(ATTRIBUTION_NAMES)}",
+    )  # fmt: skip
     parser.add_argument(
         "--method_options", type=dict[str, dict[str, Any]], default={}, help="{method: {option: value}}"
     )
     parser.add_argument(
         "--metrics", nargs="+", type=str, default=None,
         help="explanation metrics (default: robustness, sensitivity, faithfulness and randomisation metrics, plus "
-        "localisation ones when the data has masks)",
+        f"localisation ones when the data has masks), among {', '.join(METRIC_NAMES)}",
     )  # fmt: skip
     parser.add_argument(
         "--metric_options", type=dict[str, dict[str, Any]], default={}, help="{metric: {option: value}}"

@@ -181,7 +181,7 @@ def test_accuracy_is_clean_at_zero_and_falls_with_eps(model_files: dict[str, Pat
     assert curve["worst_up_to_eps"] == curve["accuracy"]  # a converged attack loses nothing to smaller ε
 
 
-def test_data_from_a_recipe_file_and_init_args_override(model_files: dict[str, Path], tmp_path: Path) -> None:
+def test_data_from_a_recipe_file_and_init_args_override_and_overwrite(model_files: dict[str, Path], tmp_path: Path) -> None:
     recorded = load_classifier(model_files["checkpoint"]).metadata["config"]
     recipe = tmp_path / "recipe.yaml"
     text = recorded.replace(f"test_size: {TEST_SIZE}", "test_size: 20")
@@ -194,10 +194,11 @@ def test_data_from_a_recipe_file_and_init_args_override(model_files: dict[str, P
     )
     assert from_file["data"]["split_size"] == 20 and from_file["data"]["config_from"] == "settings"
     amended = report(
-        "--ckpt_path", str(model_files["checkpoint"]), "--out_dir", str(tmp_path / "a"),
+        "--ckpt_path", str(model_files["checkpoint"]), "--out_dir", str(tmp_path / "f"), "--overwrite",
         "--data.init_args.test_size=24", *quick,
     )  # fmt: skip
     assert amended["data"]["split_size"] == 24
+    assert json.loads((tmp_path / "f" / FILES["json"]).read_text())["data"]["split_size"] == 24  # replaced
     assert amended["data"]["config"]["init_args"]["image_size"] == 16  # the rest as recorded
 
 
