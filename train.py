@@ -1,5 +1,6 @@
 """robustlens command line: ``python train.py {fit,validate,test} --config configs/<recipe>.yaml``,
-and ``python train.py export --ckpt_path <checkpoint> --out_dir <folder>`` (:mod:`export.cli`).
+``python train.py export --ckpt_path <checkpoint> --out_dir <folder>`` (:mod:`export.cli`) and
+``python train.py report --ckpt_path <checkpoint> --out_dir <folder>`` (:mod:`report.cli`).
 
 A LightningCLI over :class:`RobustClassifier` and any :class:`ImageDataModule`. The model is
 sized from the datamodule (classes, input shape, normalisation). Every field can be overridden
@@ -30,6 +31,7 @@ from datamodules import ImageDataModule
 from export import cli as export_cli
 from export.checkpoint import CheckpointError, check_weights_fit, read_checkpoint
 from lightning_modules import DivergenceError, RobustClassifier
+from report import cli as report_cli
 
 LINKED_FROM_DATA = ("num_classes", "input_shape", "mean", "std")
 LIGHTNING_CKPT_ALIASES = ("last", "best", "hpc", "registry")
@@ -233,13 +235,17 @@ class RobustLensCLI(LightningCLI):
 def main(args: list[str] | None = None, run: bool = True) -> RobustLensCLI | None:
     """Build (and by default run) the command line; ``args`` replaces ``sys.argv[1:]``.
 
-    ``export`` needs no recipe, so it is handed to :func:`export.cli.main` before LightningCLI
-    is built. After a run, an open W&B run is finished so that its files are complete on disk
-    (the command is over; an offline run can then be synced with ``wandb sync``).
+    ``export`` and ``report`` need no recipe, so they are handed to :func:`export.cli.main` and
+    :func:`report.cli.main` before LightningCLI is built. After a run, an open W&B run is
+    finished so that its files are complete on disk (the command is over; an offline run can
+    then be synced with ``wandb sync``).
     """
     argv = sys.argv[1:] if args is None else args
     if argv[:1] == ["export"]:
         export_cli.main(argv[1:])
+        return None
+    if argv[:1] == ["report"]:
+        report_cli.main(argv[1:])
         return None
     try:
         cli = RobustLensCLI(

@@ -1,0 +1,82 @@
+"""The report's two pictures, drawn with matplotlib's object API (no pyplot, no global state, no
+display needed).
+
+- :func:`attribution_figure`: one column per example; the first row shows the input (title:
+  label and prediction, red when wrong), each further row one method's map Σ_c |Φ_c|, scaled
+  per image to its 99th percentile so that a few extreme pixels do not wash the map out.
+- :func:`accuracy_plot`: accuracy under PGD against ε, with the worst case over ε' ≤ ε where it
+  differs, and the recipe's evaluation ε marked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from matplotlib.figure import Figure
+from torch import Tensor
+
+from report.compute import AccuracyCurve, FigureData
+
+CELL_INCHES = 1.5
+PERCENTILE = 0.99
+
+
+def _scaled(maps: Tensor) -> Tensor:
+    """(N, H, W) maps divided by their own 99th percentile, clipped to [0, 1]."""
+    flat = maps.flatten(1).float()
+    scale = torch.quantile(flat, PERCENTILE, dim=1).clamp_min(1e-12)  # (N,)
+    return (flat / scale[:, None]).clamp(0.0, 1.0).view_as(maps)
+
+
+def _image(x: Tensor) -> Tensor:
+    """(C, H, W) in [0, 1] to what ``imshow`` takes: (H, W) for grey, (H, W, 3) for colour."""
+    return x[0] if x.shape[0] == 1 else x.permute(1, 2, 0)
+
+
+def attribution_figure(data: FigureData, class_names: Sequence[str], path: Path, title: str = "") -> None:
+    """Write the attribution figure (PNG) of ``data`` to ``path``."""
+    methods = list(data.maps)
+    n = int(data.x.shape[0])
+    figure = Figure(figsize=(CELL_INCHES * n + 1.2, CELL_INCHES * (len(methods) + 1) + 0.6), layout="constrained")
+    axes = figure.subplots(len(methods) + 1, n, squeeze=False)
+    scaled = {name: _scaled(maps) for name, maps in data.maps.items()}
+    for j in range(n):
+        label, predicted = int(data.labels[j]), int(data.predictions[j])
+        ax = axes[0, j]
+        ax.imshow(_image(data.x[j]).numpy(), cmap="gray", vmin=0.0, vmax=1.0)
+        ax.set_title(
+            f"#{int(data.indices[j])}\nlabel: {class_names[label]}\npred: {class_names[predicted]}",
+            fontsize=8,
+            color="black" if label == predicted else "red",
+        )
+        for i, name in enumerate(methods, start=1):
+            axes[i, j].imshow(scaled[name][j].numpy(), cmap="inferno", vmin=0.0, vmax=1.0)
+    for i, name in enumerate(["input", *methods]):
+        axes[i, 0].set_ylabel(name, fontsize=9)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        figure.suptitle(title, fontsize=10)
+    figure.savefig(path, dpi=100)
+
+
+def accuracy_plot(curve: AccuracyCurve, norm: str, path: Path, marked_eps: float | None = None, title: str = "") -> None:
+    """Write the accuracy-against-ε plot (PNG) of ``curve`` to ``path``."""
+    figure = Figure(figsize=(5.5, 4.0), layout="constrained")
+    ax = figure.subplots()
+    ax.plot(curve.eps, curve.accuracy, marker="o", label="PGD at ε")
+    if curve.worst_up_to_eps != curve.accuracy:
+        ax.plot(curve.eps, curve.worst_up_to_eps, marker=".", linestyle="--", label="worst case over ε' ≤ ε")
+    if marked_eps is not None:
+        ax.axvline(marked_eps, color="grey", linestyle=":", label=f"recipe's evaluation ε = {marked_eps:.4g}")
+    ax.set_xlabel(f"ε ({'L∞' if norm == 'linf' else 'L2'}, pixels in [0, 1])")
+    ax.set_ylabel(f"accuracy ({curve.examples} test examples)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    figure.savefig(path, dpi=100)

@@ -1,0 +1,237 @@
+"""Write a computed report into its folder::
+
+    report.json           every number, with the settings that produced it (machine-readable)
+    report.md             the same as tables: accuracy against ε, methods × metrics
+    attributions.png      inputs and each method's maps for a few test examples
+    accuracy_vs_eps.png   accuracy under PGD against ε
+
+The files are written into a hidden sibling folder and moved into place at the end, so a
+report that fails half-way leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from metrics import metric_spec
+from report.compute import ReportResult
+from report.figures import accuracy_plot, attribution_figure
+
+REPORT_FORMAT = "robustlens-report"
+REPORT_VERSION = 1
+FILES = {
+    "json": "report.json",
+    "markdown": "report.md",
+    "figure": "attributions.png",
+    "plot": "accuracy_vs_eps.png",
+}
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON: tuples as lists, NaN as None, paths and other objects as strings."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, float):
+        return None if math.isnan(value) else value
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    return str(value)
+
+
+def recipe_eval_eps(result: ReportResult) -> float | None:
+    """The ε of the recipe's evaluation attack, when it used the same norm as the curve."""
+    recorded = (result.plan.source.eval_attack or {}).get("init_args") or {}
+    eps = recorded.get("eps")
+    same_norm = (recorded.get("norm") or "linf") == result.plan.norm
+    return float(eps) if isinstance(eps, (int, float)) and same_norm else None
+
+
+def report_record(result: ReportResult) -> dict[str, Any]:
+    """The contents of ``report.json``."""
+    plan, settings = result.plan, result.plan.settings
+    source, datamodule = plan.source, plan.datamodule
+    curve = result.accuracy
+    cls = type(datamodule)
+    return _plain(
+        {
+            "format": REPORT_FORMAT,
+            "version": REPORT_VERSION,
+            "source": {
+                "kind": source.kind,
+                "path": str(source.path.resolve()),
+                "epoch": source.loaded.epoch,
+                "global_step": source.loaded.global_step,
+            },
+            "model": source.loaded.architecture,
+            "data": {
+                "name": cls.__name__,
+                "class_path": f"{cls.__module__}.{cls.__qualname__}",
+                "config": plan.data_config if plan.data_config is not None else "given as an object",
+                "config_from": "the recorded recipe" if settings.data is None else "settings",
+                "class_names": list(datamodule.class_names),
+                "input_shape": list(datamodule.input_shape),
+                "split": "test",
+                "split_size": plan.test_size,
+                "masks": plan.examples.mask is not None,
+                "spurious_masks": plan.examples.spurious_mask is not None,
+            },
+            "settings": {
+                "seed": settings.seed,
+                "batch_size": settings.batch_size,
+                "target": settings.target,
+                "device": str(plan.device),
+                "examples": len(plan.examples),
+                "examples_drawn_by": "datamodule.probe_batch(examples, seed, split='test')",
+                "methods": plan.method_options,
+                "metrics": plan.metric_options,
+                "accuracy_attack": {
+                    "name": "PGD",
+                    "norm": plan.norm,
+                    "steps": settings.attack_steps,
+                    "step_size": "2.5 * eps / steps",
+                    "random_start": True,
+                    "restarts": settings.attack_restarts,
+                    "seed": settings.seed,
+                    "examples": curve.examples,
+                },
+                "figure_examples": result.figure.indices.tolist(),
+            },
+            "accuracy": {
+                "clean": curve.clean_accuracy,
+                "examples": curve.examples,
+                "eps": curve.eps,
+                "accuracy": curve.accuracy,
+                "worst_up_to_eps": curve.worst_up_to_eps,
+                "non_increasing": curve.non_increasing,
+                "recipe_eval_eps": recipe_eval_eps(result),
+            },
+            "metrics": {
+                method: {name: {k: v for k, v in vars(cell).items() if v is not None or k == "value"} for name, cell in row.items()}
+                for method, row in result.metrics.items()
+            },
+            "higher_is_better": {name: metric_spec(name).higher_is_better for name in plan.metrics},
+            "randomisation_layers": result.randomisation_layers,
+            "seconds": {**result.seconds, "total": sum(result.seconds.values())},
+            "environment": {
+                "torch": str(torch.__version__),
+                "threads": torch.get_num_threads(),
+                "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            },
+            "files": FILES,
+        }
+    )
+
+
+def _number(value: float | None, style: str = ".3f") -> str:
+    return "n/a" if value is None else format(value, style)
+
+
+def _options(options: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in options.items()) or "defaults"
+
+
+def report_markdown(record: dict[str, Any]) -> str:
+    """``report.md`` from the contents of ``report.json``."""
+    data, settings, accuracy = record["data"], record["settings"], record["accuracy"]
+    model, source = record["model"], record["source"]
+    attack = settings["accuracy_attack"]
+    metrics = list(settings["metrics"])
+    lines = [
+        f"# Analysis report: {data['name']} classifier ({model['backbone']})",
+        "",
+        f"- Model: {source['kind']} `{source['path']}` (epoch {source['epoch']}, step {source['global_step']}).",
+        f"- Data: `{data['class_path']}` ({data['config_from']}), test split of {data['split_size']} examples; "
+        f"examples drawn with seed {settings['seed']}.",
+        f"- Explained class: {settings['target']}. Device: {settings['device']}; torch "
+        f"{record['environment']['torch']}; {record['seconds']['total']:.1f} s in all.",
+        "",
+        "## Accuracy against ε",
+        "",
+        f"PGD under {'L∞' if attack['norm'] == 'linf' else 'L2'}, {attack['steps']} steps of size "
+        f"{attack['step_size']}, random start (seed {attack['seed']}), {attack['restarts']} restart(s), on "
+        f"{accuracy['examples']} test examples; ε = 0 is the clean accuracy.",
+        "",
+        "| ε | accuracy | worst case over ε' ≤ ε |",
+        "|---|---|---|",
+    ]
+    for eps, acc, worst in zip(accuracy["eps"], accuracy["accuracy"], accuracy["worst_up_to_eps"]):
+        marker = " (recipe's evaluation ε)" if accuracy["recipe_eval_eps"] is not None and math.isclose(
+            eps, accuracy["recipe_eval_eps"]
+        ) else ""
+        lines.append(f"| {eps:.4g}{marker} | {_number(acc)} | {_number(worst)} |")
+    if not accuracy["non_increasing"]:
+        lines += [
+            "",
+            "**Warning:** accuracy rises with ε somewhere on this curve: PGD at the larger ε missed "
+            "adversarial examples that a smaller budget found. The attack has not converged (more "
+            "`--attack_steps`, `--attack_restarts`) or the gradients are masked (Carlini et al., "
+            "\"On Evaluating Adversarial Robustness\", 2019); trust the worst-case column.",
+        ]
+    lines += ["", f"![accuracy against ε]({FILES['plot']})", "", "## Explanation metrics", ""]
+    lines += [
+        f"Mean over {settings['examples']} test examples; ↑: higher is better, ↓: lower is better. "
+        "`randomisation` is the similarity of the explanation after re-initialising the whole network "
+        "(cascading randomisation; per-layer values in report.json): low means the method depends on "
+        "what the model learnt.",
+        "",
+    ]
+
+    def arrow(name: str) -> str:
+        better = record["higher_is_better"].get(name)
+        return " ↑" if better is True else " ↓" if better is False else ""
+
+    lines.append("| method | " + " | ".join(f"{name}{arrow(name)}" for name in metrics) + " |")
+    lines.append("|---" * (len(metrics) + 1) + "|")
+    undefined = []
+    for method, row in record["metrics"].items():
+        lines.append(f"| {method} | " + " | ".join(_number(row[name]["value"], ".3g") for name in metrics) + " |")
+        for name in metrics:
+            if row[name]["undefined"]:
+                undefined.append(f"{method} × {name}: {row[name]['undefined']} of {settings['examples']}")
+    if undefined:
+        lines += ["", "Examples with an undefined score (left out of the mean): " + "; ".join(undefined) + "."]
+    lines += ["", "Settings:", ""]
+    lines += [f"- method `{name}`: {_options(options)}" for name, options in settings["methods"].items()]
+    lines += [f"- metric `{name}`: {_options(options)}" for name, options in settings["metrics"].items()]
+    lines += ["", "## Attributions", "", f"![attributions]({FILES['figure']})", "", "## Time", ""]
+    lines += ["| part | seconds |", "|---|---|"]
+    lines += [f"| {part} | {seconds:.1f} |" for part, seconds in record["seconds"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(result: ReportResult, out_dir: str | Path) -> dict[str, Any]:
+    """Write the report files into ``out_dir`` (replacing it); returns the JSON record."""
+    out_dir = Path(out_dir)
+    plan = result.plan
+    record = report_record(result)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    try:
+        (staging / FILES["json"]).write_text(json.dumps(record, indent=2, allow_nan=False) + "\n")
+        (staging / FILES["markdown"]).write_text(report_markdown(record))
+        title = f"{record['data']['name']}, {record['model']['backbone']}: {Path(record['source']['path']).name}"
+        explained = "predicted class" if plan.settings.target == "predicted" else "label"
+        attribution_figure(
+            result.figure, plan.datamodule.class_names, staging / FILES["figure"],
+            title=f"{title}; maps Σ_c |Φ_c| of the {explained}",
+        )  # fmt: skip
+        accuracy_plot(result.accuracy, plan.norm, staging / FILES["plot"], recipe_eval_eps(result), title=title)
+        if out_dir.is_dir():
+            shutil.rmtree(out_dir)
+        elif out_dir.exists():
+            out_dir.unlink()
+        staging.rename(out_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return record

@@ -1,0 +1,451 @@
+"""What a report computes, checked in full before any of it runs.
+
+:func:`plan_report` loads the model and the examples and validates every setting; a bad
+setting raises :class:`ReportError` naming the option, before anything is computed or written.
+:mod:`report.compute` then only computes.
+
+Defaults (each overridable):
+
+- examples: 100 test examples for the metrics table (fewer when the test split is smaller),
+  1 000 for the accuracy curve (idem), 8 in the figure; drawn by ``probe_batch(n, seed,
+  "test")``, so the smaller sets are subsets of the larger.
+- methods (:data:`DEFAULT_METHODS`): saliency, input × gradient, integrated gradients,
+  SmoothGrad, Grad-CAM, guided backprop, and the two controls (edge detector, uniform noise)
+  that any explanation worth its name should beat. SmoothGrad² and VarGrad are left out by
+  default: they cost as much as SmoothGrad and repeat its story.
+- metrics (:data:`DEFAULT_METRICS`): one per question: is the explanation stable under noise
+  and under an attack on the prediction (top-k intersection), sensitive to small input changes
+  (max-sensitivity), faithful to the model (infidelity, deletion and insertion AUC), and
+  dependent on the learnt weights (cascading randomisation); with ground-truth masks
+  (SyntheticShapes) also the localisation metrics, and ``spurious_share`` when the data has a
+  spurious patch. The top-k explanation attack (``*@topk_attack``) is left out: 100
+  differentiable attribution steps per example make it the costliest metric by far
+  (hours for integrated gradients on a CPU); ask for it by name.
+- the ε of the robustness metrics is the recipe's evaluation ε (L∞ only; otherwise the
+  registry's 0.1), so explanations are tested inside the threat model the model was trained
+  for; every ``seed`` option is ``--seed``.
+- accuracy against ε: the recipe's evaluation ε (E) times 0, ¼, ½, 1, 1½, 2, under its norm;
+  without a recorded attack, L∞ ε ∈ {0, 2, 4, 8, 12, 16}/255. PGD with ``attack_steps`` (20)
+  steps of size 2.5 ε / steps (Madry et al. 2018), seeded random start.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from jsonargparse import ArgumentParser
+from torch import nn
+
+from attacks import NORMS
+from attributions import ATTRIBUTION_NAMES, AttributionMethod, GradCAM, attribution_options, build_attribution
+from datamodules import ImageDataModule, ProbeBatch
+from export import CheckpointError
+from metrics import METRIC_NAMES, check_metric, metric_spec
+from report.sources import Source, load_source
+
+DEFAULT_METHODS: tuple[str, ...] = (
+    "saliency",
+    "input_x_gradient",
+    "integrated_gradients",
+    "smoothgrad",
+    "grad_cam",
+    "guided_backprop",
+    "edge",
+    "random",
+)
+DEFAULT_METRICS: tuple[str, ...] = (
+    "topk_intersection@noise",
+    "topk_intersection@pgd",
+    "max_sensitivity",
+    "infidelity",
+    "deletion_auc",
+    "insertion_auc",
+    "randomisation",
+)
+MASK_METRICS: tuple[str, ...] = ("pointing_game", "relevance_mass", "relevance_rank")
+SPURIOUS_METRICS: tuple[str, ...] = ("spurious_share",)
+DEFAULT_EXAMPLES = 100
+DEFAULT_ACCURACY_EXAMPLES = 1000
+EPS_MULTIPLES: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0)
+FALLBACK_EPS: tuple[float, ...] = (0.0, 2 / 255, 4 / 255, 8 / 255, 12 / 255, 16 / 255)
+TARGETS: tuple[str, ...] = ("predicted", "label")
+Target = Literal["predicted", "label"]
+
+
+class ReportError(ValueError):
+    """A setting the report cannot run with.
+
+    Attributes:
+        option: the setting (as named on the command line, without ``--``).
+    """
+
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(message)
+        self.option = option
+
+
+@dataclass
+class ReportSettings:
+    """Everything a report can be told; the command line's options (see :mod:`report.cli`).
+
+    Attributes:
+        ckpt_path: a Lightning checkpoint of RobustClassifier; or
+        bundle: an export bundle folder (exactly one of the two).
+        out_dir: the folder to write; it must not exist or be empty unless ``overwrite``.
+        overwrite: replace ``out_dir``.
+        data: the datamodule: None for the one the run recorded, a config node
+            ``{class_path, init_args}``, or an :class:`ImageDataModule`.
+        num_examples: test examples scored by the metrics (None: 100, or the test split if smaller).
+        batch_size: examples per batch.
+        methods: attribution method names.
+        method_options: ``{method: {option: value}}`` for :func:`attributions.build_attribution`.
+        metrics: metric names (None: the defaults for the dataset).
+        metric_options: ``{metric: {option: value}}`` (see :mod:`metrics.registry`).
+        target: the class explained: "predicted" (what the model decided) or "label".
+        eps: the ε grid of the accuracy curve (0 is always added; None: the default grid).
+        norm: "linf" or "l2" (None: the recipe's evaluation norm, else "linf").
+        attack_steps: PGD steps for the accuracy curve.
+        attack_restarts: PGD restarts (the worst case per example is kept).
+        accuracy_examples: test examples of the accuracy curve (None: 1 000 or the test split).
+        figure_examples: examples shown in the attribution figure.
+        seed: seed of the example draw, the attacks' starts and every random draw.
+        device: "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
+        progress: show progress bars.
+    """
+
+    ckpt_path: str | None = None
+    bundle: str | None = None
+    out_dir: str = "report"
+    overwrite: bool = False
+    data: dict[str, Any] | ImageDataModule | None = None
+    num_examples: int | None = None
+    batch_size: int = 64
+    methods: Sequence[str] = DEFAULT_METHODS
+    method_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    metrics: Sequence[str] | None = None
+    metric_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    target: Target = "predicted"
+    eps: Sequence[float] | None = None
+    norm: Literal["linf", "l2"] | None = None
+    attack_steps: int = 20
+    attack_restarts: int = 1
+    accuracy_examples: int | None = None
+    figure_examples: int = 8
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = True
+
+
+@dataclass
+class ReportPlan:
+    """A checked report, ready to compute.
+
+    Attributes:
+        settings: what was asked.
+        source: the loaded model and what its run recorded.
+        model: the classifier on ``device``, in eval mode.
+        device: where everything runs.
+        datamodule: the datamodule the examples come from.
+        data_config: its config node when it was built from one.
+        test_size: the number of examples in the test split.
+        examples: the examples the metrics score (and the figure draws from).
+        accuracy_examples: the examples of the accuracy curve (a superset or subset of ``examples``).
+        figure_rows: positions in ``examples`` of the figure's examples.
+        methods: built attribution methods by name.
+        method_options: the options each was built with (defaults not listed).
+        metrics: metric names.
+        metric_options: the full options of each metric.
+        eps: the ε grid, ascending, starting at 0.
+        norm: the threat model of the accuracy curve.
+    """
+
+    settings: ReportSettings
+    source: Source
+    model: nn.Module
+    device: torch.device
+    datamodule: ImageDataModule
+    data_config: dict[str, Any] | None
+    test_size: int
+    examples: ProbeBatch
+    accuracy_examples: ProbeBatch
+    figure_rows: list[int]
+    methods: dict[str, AttributionMethod]
+    method_options: dict[str, dict[str, Any]]
+    metrics: list[str]
+    metric_options: dict[str, dict[str, Any]]
+    eps: list[float]
+    norm: str
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_positive(option: str, value: Any) -> None:
+    if not _is_int(value) or value < 1:
+        raise ReportError(option, f"{option} must be an integer >= 1, got {value!r}")
+
+
+def _check_names(option: str, names: Sequence[str], allowed: Sequence[str]) -> list[str]:
+    names = list(names)
+    if not names:
+        raise ReportError(option, f"{option} must name at least one of {tuple(allowed)}, got none")
+    unknown = [n for n in names if n not in allowed]
+    if unknown:
+        raise ReportError(option, f"{option} must be among {tuple(allowed)}, got unknown {unknown}")
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ReportError(option, f"{option} must name each one once, got {duplicates} more than once")
+    return names
+
+
+def _check_option_keys(option: str, options: Mapping[str, Any], chosen: Sequence[str], what: str) -> None:
+    if not isinstance(options, Mapping) or not all(isinstance(v, Mapping) for v in options.values()):
+        raise ReportError(option, f"{option} must map {what} names to {{option: value}} mappings, got {options!r}")
+    stray = sorted(set(options) - set(chosen))
+    if stray:
+        raise ReportError(option, f"{option} must only name chosen {what}s {tuple(chosen)}, got {stray}")
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as error:
+        raise ReportError("device", f"device must be 'auto', 'cpu', 'cuda' or 'cuda:<index>', got {name!r}") from error
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ReportError("device", f"device must be 'auto' or 'cpu' on this machine (no CUDA), got {name!r}")
+    return device
+
+
+def load_checked_source(ckpt_path: str | None, bundle: str | None) -> Source:
+    """:func:`report.sources.load_source`, its errors as :class:`ReportError` naming the option."""
+    option = "ckpt_path" if ckpt_path is not None else "bundle"
+    if (ckpt_path is None) == (bundle is None):
+        raise ReportError(
+            "ckpt_path",
+            "ckpt_path or bundle must be given (exactly one: a Lightning checkpoint or an export bundle folder), "
+            f"got ckpt_path={ckpt_path!r}, bundle={bundle!r}",
+        )
+    try:
+        return load_source(ckpt_path, bundle)
+    except (FileNotFoundError, CheckpointError, ValueError) as error:
+        raise ReportError(option, f"{option} cannot be used: {error}") from error
+
+
+def _datamodule(settings: ReportSettings, source: Source) -> tuple[ImageDataModule, dict[str, Any] | None]:
+    """The datamodule, built from ``settings.data`` or the recorded config node."""
+    data = settings.data
+    if isinstance(data, ImageDataModule):
+        return data, None
+    config = data if data is not None else source.data_config
+    if config is None:
+        raise ReportError(
+            "data",
+            f"data must be given: {source.path} records no datamodule (pass a recipe, --data configs/<recipe>.yaml, "
+            "or --data.class_path with its init_args)",
+        )
+    parser = ArgumentParser(exit_on_error=False)  # the same type checks and instantiation as train.py's
+    parser.add_subclass_arguments(ImageDataModule, "data", required=True)
+    try:
+        datamodule = parser.instantiate(parser.parse_object({"data": config})).data
+    except (argparse.ArgumentError, ValueError, TypeError, OSError) as error:
+        cause: BaseException = error  # jsonargparse wraps the constructor's own message
+        while cause.__cause__ is not None or cause.__context__ is not None:
+            cause = cause.__cause__ or cause.__context__  # type: ignore[assignment]
+        where = "recorded by the run" if data is None else "as given"
+        argument = str(cause).split(" ", 1)[0].strip(":,'")
+        if argument in (config.get("init_args") or {}):  # the constructor named its argument
+            raise ReportError(f"data.init_args.{argument}", f"{cause} ({config.get('class_path')}, {where})") from error
+        raise ReportError("data", f"data must describe a usable datamodule; {config.get('class_path')} ({where}) fails: {cause}") from error
+    return datamodule, config
+
+
+def _check_fit(datamodule: ImageDataModule, source: Source) -> None:
+    arch = source.loaded.architecture
+    model_facts = (int(arch["num_classes"]), tuple(int(v) for v in arch["input_shape"]))
+    data_facts = (int(datamodule.num_classes), tuple(int(v) for v in datamodule.input_shape))
+    if model_facts != data_facts:
+        raise ReportError(
+            "data",
+            f"data must match the model ({model_facts[0]} classes, inputs {model_facts[1]}), "
+            f"got {type(datamodule).__name__} with {data_facts[0]} classes, inputs {data_facts[1]}",
+        )
+
+
+def _count(option: str, value: int | None, default: int, available: int) -> int:
+    if value is None:
+        return min(default, available)
+    _check_positive(option, value)
+    if value > available:
+        raise ReportError(option, f"{option} must be <= {available} (the size of the test split), got {value}")
+    return value
+
+
+def _eps_grid(settings: ReportSettings, source: Source) -> tuple[list[float], str]:
+    recorded = (source.eval_attack or {}).get("init_args") or {}
+    norm = settings.norm or recorded.get("norm") or "linf"
+    if norm not in NORMS:
+        raise ReportError("norm", f"norm must be one of {NORMS}, got {norm!r}")
+    if settings.eps is not None:
+        grid = [float(e) for e in settings.eps]
+    elif isinstance(recorded.get("eps"), (int, float)) and recorded["eps"] > 0:
+        grid = [m * float(recorded["eps"]) for m in EPS_MULTIPLES]
+        if norm == "linf":
+            grid = [min(e, 1.0) for e in grid]
+    else:
+        grid = list(FALLBACK_EPS)
+    for e in grid:
+        if not e >= 0 or (norm == "linf" and e > 1):
+            bound = "in [0, 1] under linf (pixels lie in [0, 1])" if norm == "linf" else ">= 0"
+            raise ReportError("eps", f"eps must be {bound}, got {e}")
+    return sorted({0.0, *grid}), norm
+
+
+def _methods(settings: ReportSettings) -> tuple[dict[str, AttributionMethod], dict[str, dict[str, Any]]]:
+    names = _check_names("methods", settings.methods, ATTRIBUTION_NAMES)
+    _check_option_keys("method_options", settings.method_options, names, "method")
+    built, resolved = {}, {}
+    for name in names:
+        options = dict(settings.method_options.get(name, {}))
+        if "seed" in attribution_options(name) and "seed" not in options:
+            options["seed"] = settings.seed  # SmoothGrad's noise, the random control, IG's uniform baseline
+        try:
+            built[name] = build_attribution(name, **options)
+        except (ValueError, TypeError) as error:
+            raise ReportError("method_options", f"method_options of {name!r} must be valid: {error}") from error
+        resolved[name] = options
+    return built, resolved
+
+
+def _metrics(
+    settings: ReportSettings, examples: ProbeBatch, source: Source
+) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    if settings.metrics is None:
+        names = list(DEFAULT_METRICS)
+        names += list(MASK_METRICS) if examples.mask is not None else []
+        names += list(SPURIOUS_METRICS) if examples.spurious_mask is not None else []
+    else:
+        names = _check_names("metrics", settings.metrics, METRIC_NAMES)
+    given = {"masks": examples.mask is not None, "spurious_masks": examples.spurious_mask is not None}
+    for name in names:
+        missing = [need for need in metric_spec(name).requires if not given[need]]
+        if missing:
+            raise ReportError(
+                "metrics",
+                f"metrics must not include {name!r} here: it needs {missing[0]}, which the test split of this "
+                "dataset does not have (SyntheticShapes has object masks, and spurious-patch masks when "
+                "spurious_rate > 0)",
+            )
+    _check_option_keys("metric_options", settings.metric_options, names, "metric")
+    recorded = (source.eval_attack or {}).get("init_args") or {}
+    eval_eps = recorded.get("eps") if (recorded.get("norm") or "linf") == "linf" else None
+    resolved = {}
+    for name in names:
+        options = dict(settings.metric_options.get(name, {}))
+        defaults = metric_spec(name).defaults
+        if "seed" in defaults and "seed" not in options:
+            options["seed"] = settings.seed
+        if "eps" in defaults and "eps" not in options and isinstance(eval_eps, (int, float)) and 0 < eval_eps <= 1:
+            options["eps"] = float(eval_eps)
+        try:
+            resolved[name] = check_metric(name, **options)
+        except ValueError as error:
+            raise ReportError("metric_options", f"metric_options of {name!r} must be valid: {error}") from error
+    return names, resolved
+
+
+def _figure_rows(examples: ProbeBatch, n: int) -> list[int]:
+    """``n`` positions of ``examples`` taking the classes in turn (the first of each class, then
+    the second, ...), so the figure shows as many classes as it can."""
+    labels = examples.y.tolist()
+    seen: dict[int, int] = {}
+    rank = []
+    for label in labels:
+        rank.append(seen.get(label, 0))
+        seen[label] = rank[-1] + 1
+    order = sorted(range(len(labels)), key=lambda i: (rank[i], labels[i], i))
+    return sorted(order[:n], key=lambda i: (labels[i], i))
+
+
+def _check_out_dir(settings: ReportSettings) -> Path:
+    out_dir = Path(settings.out_dir)
+    if out_dir.exists() and not settings.overwrite and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise ReportError("out_dir", f"out_dir {out_dir} exists and is not empty; choose another or pass --overwrite")
+    return out_dir
+
+
+def plan_report(settings: ReportSettings, source: Source | None = None) -> ReportPlan:
+    """Load and check everything a report needs; compute nothing, write nothing.
+
+    Args:
+        settings: what to compute.
+        source: the model already loaded from ``settings.ckpt_path`` / ``settings.bundle``
+            (the command line loads it first to learn the recorded datamodule); None loads it.
+
+    Raises:
+        ReportError: naming the option, for any setting the report cannot run with (a missing or
+            damaged checkpoint, an unknown method or metric, more examples than the test split,
+            a dataset that does not fit the model, a masks metric without masks, ...).
+    """
+    _check_out_dir(settings)
+    for option in ("batch_size", "attack_steps", "attack_restarts", "figure_examples"):
+        _check_positive(option, getattr(settings, option))
+    if not _is_int(settings.seed) or settings.seed < 0:
+        raise ReportError("seed", f"seed must be an integer >= 0, got {settings.seed!r}")
+    if settings.target not in TARGETS:
+        raise ReportError("target", f"target must be one of {TARGETS}, got {settings.target!r}")
+    device = _device(settings.device)
+    methods, method_options = _methods(settings)  # names first: cheap, and the commonest typo
+    if settings.metrics is not None:
+        _check_names("metrics", settings.metrics, METRIC_NAMES)
+    if source is None:
+        source = load_checked_source(settings.ckpt_path, settings.bundle)
+    eps, norm = _eps_grid(settings, source)
+    datamodule, data_config = _datamodule(settings, source)
+    _check_fit(datamodule, source)
+    try:
+        datamodule.prepare_data()
+        test_size = len(datamodule.split_dataset("test"))  # type: ignore[arg-type]
+    except (FileNotFoundError, ValueError, RuntimeError) as error:
+        raise ReportError("data", f"data must have a readable test split: {error}") from error
+    n = _count("num_examples", settings.num_examples, DEFAULT_EXAMPLES, test_size)
+    n_accuracy = _count("accuracy_examples", settings.accuracy_examples, DEFAULT_ACCURACY_EXAMPLES, test_size)
+    if settings.figure_examples > n:
+        raise ReportError(
+            "figure_examples", f"figure_examples must be <= num_examples ({n}), got {settings.figure_examples}"
+        )
+    examples = datamodule.probe_batch(n, seed=settings.seed, split="test")
+    accuracy_examples = datamodule.probe_batch(n_accuracy, seed=settings.seed, split="test")
+    metrics, metric_options = _metrics(settings, examples, source)
+    model = source.loaded.model.to(device).eval()
+    for name, method in methods.items():
+        if isinstance(method, GradCAM):
+            try:
+                method.find_layer(model)
+            except ValueError as error:
+                raise ReportError("method_options", f"method_options of {name!r} must fit the model: {error}") from error
+    return ReportPlan(
+        settings=settings,
+        source=source,
+        model=model,
+        device=device,
+        datamodule=datamodule,
+        data_config=data_config,
+        test_size=test_size,
+        examples=examples,
+        accuracy_examples=accuracy_examples,
+        figure_rows=_figure_rows(examples, settings.figure_examples),
+        methods=methods,
+        method_options=method_options,
+        metrics=metrics,
+        metric_options=metric_options,
+        eps=eps,
+        norm=norm,
+    )

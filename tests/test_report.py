@@ -1,0 +1,253 @@
+"""``train.py report``: the files it writes, checkpoint = bundle, the accuracy curve, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import train
+from datamodules import SyntheticShapes
+from export import load_classifier
+from report import DEFAULT_METHODS, DEFAULT_METRICS, MASK_METRICS, FILES
+
+REPO = Path(__file__).resolve().parents[1]
+# Cheap settings of the costliest methods, so that the default lists run in seconds.
+FAST_METHODS = "{integrated_gradients: {steps: 8}, smoothgrad: {n_samples: 3}}"
+TEST_SIZE = 48
+
+
+def tiny_fit(save_dir: Path) -> list[str]:
+    """The ERM synthetic recipe shrunk: a small CNN on 3 classes of 16×16 shapes, 5 short epochs."""
+    return [
+        "fit",
+        "--config",
+        str(REPO / "configs" / "synthetic" / "erm.yaml"),
+        "--trainer.max_epochs=5",
+        "--trainer.limit_val_batches=1",
+        "--trainer.logger=pytorch_lightning.loggers.CSVLogger",
+        f"--trainer.logger.init_args.save_dir={save_dir}",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+        "--trainer.num_sanity_val_steps=0",
+        "--model.backbone_kwargs={width: 8, hidden: 32}",
+        "--model.eval_attack.init_args.steps=2",
+        "--model.optimizer.init_args.lr=0.004",
+        "--data.init_args.image_size=16",
+        "--data.init_args.num_classes=3",
+        "--data.init_args.train_size=640",
+        "--data.init_args.val_size=32",
+        f"--data.init_args.test_size={TEST_SIZE}",
+        "--data.init_args.batch_size=32",
+    ]
+
+
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A model trained for a few seconds through train.main, a checkpoint of its final state and
+    its bundle. (The recipe's checkpoints follow ``val/acc_pgd``, which peaks early for ERM.)"""
+    root = tmp_path_factory.mktemp("run")
+    cli = train.main(tiny_fit(root))
+    checkpoint = root / "final.ckpt"
+    cli.trainer.save_checkpoint(checkpoint)
+    bundle = root / "bundle"
+    train.main(["export", "--ckpt_path", str(checkpoint), "--out_dir", str(bundle), "--wandb", "off"])
+    return {"checkpoint": checkpoint, "bundle": bundle, "root": root}
+
+
+def report(*args: str) -> dict[str, Any]:
+    train.main(["report", "--no_progress", *args])
+    out_dir = Path(args[args.index("--out_dir") + 1])
+    return json.loads((out_dir / FILES["json"]).read_text())
+
+
+@pytest.fixture(scope="module")
+def default_report(model_files: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The report with the default methods and metrics (cheaper IG and SmoothGrad) on 8 examples."""
+    out = tmp_path_factory.mktemp("reports") / "default"
+    report(
+        "--ckpt_path", str(model_files["checkpoint"]), "--out_dir", str(out),
+        "--num_examples", "8", "--figure_examples", "4", "--method_options", FAST_METHODS,
+        "--attack_steps", "5",
+    )  # fmt: skip
+    return out
+
+
+def markdown_table(text: str, first_header: str) -> tuple[list[str], list[list[str]]]:
+    """The header cells and rows of the Markdown table whose first header cell is ``first_header``."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header} |"))
+    cells = lambda line: [c.strip() for c in line.strip().strip("|").split("|")]  # noqa: E731
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append(cells(line))
+    return cells(lines[start]), rows
+
+
+def test_report_writes_the_table_the_figure_and_the_plot(default_report: Path) -> None:
+    assert sorted(p.name for p in default_report.iterdir()) == sorted(FILES.values())
+    record = json.loads((default_report / FILES["json"]).read_text())
+    metrics = [*DEFAULT_METRICS, *MASK_METRICS]  # SyntheticShapes has masks; no spurious patch here
+    assert list(record["metrics"]) == list(DEFAULT_METHODS)
+    for method, row in record["metrics"].items():
+        assert list(row) == metrics, method
+        for name, cell in row.items():
+            assert cell["count"] + cell["undefined"] == 8
+            assert cell["value"] is None or isinstance(cell["value"], float)
+    # The settings are recorded: the examples, resolved options, the attack.
+    settings = record["settings"]
+    assert settings["examples"] == 8 and len(settings["figure_examples"]) == 4
+    assert settings["methods"]["integrated_gradients"]["steps"] == 8
+    assert settings["metrics"]["topk_intersection@pgd"]["eps"] == pytest.approx(0.1)  # the recipe's eval ε
+    assert settings["accuracy_attack"]["steps"] == 5
+    assert record["data"]["split_size"] == TEST_SIZE and record["data"]["config_from"] == "the recorded recipe"
+    # The edge control ignores the model: randomising the network leaves it as it is.
+    assert record["metrics"]["edge"]["randomisation"]["value"] == pytest.approx(1.0)
+    assert len(record["metrics"]["saliency"]["randomisation"]["per_layer"]) == len(record["randomisation_layers"])
+    # Default ε grid: the recipe's evaluation ε (0.1) times 0, 1/4, 1/2, 1, 3/2, 2.
+    assert record["accuracy"]["eps"] == pytest.approx([0.0, 0.025, 0.05, 0.1, 0.15, 0.2])
+
+    text = (default_report / FILES["markdown"]).read_text()
+    header, rows = markdown_table(text, "method")
+    assert [h.split(" ")[0] for h in header[1:]] == metrics
+    assert [row[0] for row in rows] == list(DEFAULT_METHODS)
+    assert rows[list(DEFAULT_METHODS).index("edge")][1 + metrics.index("randomisation")] == "1"
+    header, rows = markdown_table(text, "ε")
+    assert len(rows) == len(record["accuracy"]["eps"])
+    assert float(rows[0][1]) == pytest.approx(record["accuracy"]["clean"], abs=1e-3)
+    assert FILES["figure"] in text and FILES["plot"] in text
+
+    for name in ("figure", "plot"):
+        data = (default_report / FILES[name]).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        assert width > 300 and height > 200
+    # One column per example, one row per method plus the inputs: a tall figure.
+    data = (default_report / FILES["figure"]).read_bytes()
+    assert int.from_bytes(data[20:24], "big") > int.from_bytes(data[16:20], "big")
+
+
+def test_checkpoint_and_its_bundle_give_the_same_numbers(model_files: dict[str, Path], tmp_path: Path) -> None:
+    common = [
+        "--num_examples", "12", "--batch_size", "5", "--methods", "saliency", "smoothgrad", "random",
+        "--method_options", "{smoothgrad: {n_samples: 3}}",
+        "--metrics", "topk_intersection@noise", "max_sensitivity", "infidelity", "randomisation", "relevance_rank",
+        "--metric_options", "{max_sensitivity: {n_samples: 4}, infidelity: {n_samples: 10}}",
+        "--eps", "0.05", "0.1", "--attack_steps", "4", "--figure_examples", "3",
+    ]  # fmt: skip
+    from_checkpoint = report("--ckpt_path", str(model_files["checkpoint"]), "--out_dir", str(tmp_path / "c"), *common)
+    from_bundle = report("--bundle", str(model_files["bundle"]), "--out_dir", str(tmp_path / "b"), *common)
+    assert from_checkpoint["source"]["kind"] == "checkpoint" and from_bundle["source"]["kind"] == "bundle"
+    for key in ("metrics", "accuracy", "settings", "data", "model", "randomisation_layers"):
+        assert from_checkpoint[key] == from_bundle[key], key
+    # The metrics' random draws follow the examples, not the batches: another batch size, the
+    # same scores for a deterministic method (SmoothGrad's and the random control's own noise,
+    # and PGD's random start, are drawn per batch).
+    rebatched = report(
+        "--bundle", str(model_files["bundle"]), "--out_dir", str(tmp_path / "r"),
+        *common[:2], "--batch_size", "12", *common[4:],
+    )  # fmt: skip
+    for name in ("topk_intersection@noise", "max_sensitivity", "infidelity", "randomisation", "relevance_rank"):
+        assert rebatched["metrics"]["saliency"][name]["value"] == pytest.approx(
+            from_bundle["metrics"]["saliency"][name]["value"], rel=1e-5, abs=1e-6
+        ), name
+
+
+def test_accuracy_is_clean_at_zero_and_falls_with_eps(model_files: dict[str, Path], tmp_path: Path) -> None:
+    eps = ["0.02", "0.05", "0.1", "0.2", "0.4"]
+    record = report(
+        "--ckpt_path", str(model_files["checkpoint"]), "--out_dir", str(tmp_path / "acc"),
+        "--methods", "edge", "--metrics", "pointing_game", "--num_examples", "4", "--figure_examples", "2",
+        "--accuracy_examples", "40", "--eps", *eps, "--attack_steps", "40", "--seed", "3",
+    )  # fmt: skip
+    curve = record["accuracy"]
+    # Clean accuracy on the same 40 examples, computed here from the checkpoint and the data.
+    loaded = load_classifier(model_files["checkpoint"])
+    data = SyntheticShapes(**record["data"]["config"]["init_args"])
+    probe = data.probe_batch(40, seed=3, split="test")
+    with torch.no_grad():
+        clean = (loaded.model(probe.x).argmax(dim=1) == probe.y).float().mean().item()
+    assert clean > 0.6, f"the test model did not learn the task (clean accuracy {clean:.2f})"
+    assert curve["eps"] == pytest.approx([0.0, *map(float, eps)])
+    assert curve["accuracy"][0] == pytest.approx(clean) and curve["clean"] == pytest.approx(clean)
+    assert curve["non_increasing"]
+    assert all(b <= a for a, b in zip(curve["accuracy"], curve["accuracy"][1:]))
+    assert curve["accuracy"][-1] < curve["accuracy"][0]  # ε = 0.4 breaks an ERM model
+    assert curve["worst_up_to_eps"] == curve["accuracy"]  # a converged attack loses nothing to smaller ε
+
+
+def test_data_from_a_recipe_file_and_init_args_override_and_overwrite(model_files: dict[str, Path], tmp_path: Path) -> None:
+    recorded = load_classifier(model_files["checkpoint"]).metadata["config"]
+    recipe = tmp_path / "recipe.yaml"
+    text = recorded.replace(f"test_size: {TEST_SIZE}", "test_size: 20")
+    assert text != recorded
+    recipe.write_text(text)
+    quick = ["--methods", "saliency", "--metrics", "deletion_auc", "--num_examples", "6", "--figure_examples", "2",
+             "--eps", "0.1", "--attack_steps", "2"]  # fmt: skip
+    from_file = report(
+        "--bundle", str(model_files["bundle"]), "--out_dir", str(tmp_path / "f"), "--data", str(recipe), *quick
+    )
+    assert from_file["data"]["split_size"] == 20 and from_file["data"]["config_from"] == "settings"
+    amended = report(
+        "--ckpt_path", str(model_files["checkpoint"]), "--out_dir", str(tmp_path / "f"), "--overwrite",
+        "--data.init_args.test_size=24", *quick,
+    )  # fmt: skip
+    assert amended["data"]["split_size"] == 24
+    assert json.loads((tmp_path / "f" / FILES["json"]).read_text())["data"]["split_size"] == 24  # replaced
+    assert amended["data"]["config"]["init_args"]["image_size"] == 16  # the rest as recorded
+
+
+@pytest.mark.parametrize(
+    "args, option, words",
+    [
+        (["--ckpt_path", "ROOT/missing.ckpt"], "--ckpt_path", ["does not exist"]),
+        (["--bundle", "ROOT"], "--bundle", ["bundle.json"]),
+        (["--ckpt_path", "CKPT", "--bundle", "BUNDLE"], "--ckpt_path", ["exactly one"]),
+        (["--ckpt_path", "CKPT", "--methods", "saliency", "salincy"], "--methods", ["salincy", "grad_cam"]),
+        (["--ckpt_path", "CKPT", "--metrics", "deletion_auc", "kendal@noise"], "--metrics", ["kendal@noise"]),
+        (["--ckpt_path", "CKPT", "--metrics", "spurious_share"], "--metrics", ["spurious_masks"]),
+        (["--ckpt_path", "CKPT", "--num_examples", str(TEST_SIZE + 1)], "--num_examples", [str(TEST_SIZE)]),
+        (["--ckpt_path", "CKPT", "--accuracy_examples", "0"], "--accuracy_examples", [">= 1"]),
+        (["--ckpt_path", "CKPT", "--num_examples", "4"], "--figure_examples", ["<= num_examples"]),
+        (["--ckpt_path", "CKPT", "--eps", "0.1", "1.5"], "--eps", ["[0, 1]"]),
+        (["--ckpt_path", "CKPT", "--method_options", "{saliency: {stps: 3}}"], "--method_options", ["stps"]),
+        (["--ckpt_path", "CKPT", "--metric_options", "{deletion_auc: {steps: 0}}"], "--metric_options", ["steps"]),
+        (["--ckpt_path", "CKPT", "--metrics", "deletion_auc", "--metric_options", "{infidelity: {}}"], "--metric_options", ["infidelity"]),
+        (["--ckpt_path", "CKPT", "--data", str(REPO / "configs" / "quickstart.yaml")], "--data", ["match"]),
+        (["--ckpt_path", "CKPT", "--data.init_args.test_size=0"], "--data.init_args.test_size", ["must be >= 1"]),
+        (["--ckpt_path", "CKPT", "--data.init_args.tst_size=9"], "data", ["tst_size"]),
+        (["--ckpt_path", "CKPT", "--attack_steps", "many"], "attack_steps", ["many"]),
+        (["--ckpt_path", "CKPT", "--device", "tpu:0"], "--device", ["tpu:0"]),
+    ],
+)
+def test_bad_input_fails_before_any_work_naming_the_option(
+    model_files: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    option: str,
+    words: list[str],
+) -> None:
+    paths = {"ROOT": model_files["root"], "CKPT": model_files["checkpoint"], "BUNDLE": model_files["bundle"]}
+    for placeholder, path in paths.items():
+        args = [a.replace(placeholder, str(path)) for a in args]
+    out_dir = tmp_path / "out" / "report"
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["report", "--no_progress", "--out_dir", str(out_dir), *args])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and option in err and all(w in err for w in words), err
+    assert "Traceback" not in err
+    assert not (tmp_path / "out").exists()  # nothing written, not even the parent or a staging folder
+
+
+def test_existing_out_dir_is_kept_unless_overwrite(default_report: Path, model_files: dict[str, Path]) -> None:
+    before = {p.name: p.stat().st_mtime_ns for p in default_report.iterdir()}
+    with pytest.raises(SystemExit):
+        train.main(["report", "--no_progress", "--ckpt_path", str(model_files["checkpoint"]), "--out_dir", str(default_report)])
+    assert {p.name: p.stat().st_mtime_ns for p in default_report.iterdir()} == before
