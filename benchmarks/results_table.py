@@ -236,7 +236,8 @@ def explanation_scores(
     from attributions import build_attribution
     from metrics import compute_metrics
 
-    topk = {"eps": eps, "steps": settings.topk_steps, "step_size": settings.topk_step_size}
+    step_size = eps / 10 if settings.topk_step_size is None else settings.topk_step_size
+    topk = {"eps": eps, "steps": settings.topk_steps, "step_size": step_size}
     options = {
         "topk_intersection@topk_attack": topk,
         "kendall@topk_attack": topk,
@@ -389,7 +390,7 @@ def render(records: list[dict[str, Any]]) -> str:
             lines += [
                 "",
                 f"{title}: top-k ∩ and Kendall τ (↑) of the maps under the top-k attack ({s['topk_steps']} steps of "
-                f"{s['topk_step_size']}) and under uniform noise in the ε-ball; max-sensitivity (↓); deletion AUC (↓); "
+                f"{s['topk_step_size'] or info['eps'] / 10:g}) and under uniform noise in the ε-ball; max-sensitivity (↓); deletion AUC (↓); "
                 "Spearman ρ of the maps after full randomisation (↓: a low value means the map depends on the weights).",
                 "",
                 "| recipe | top-k ∩ attack | τ attack | top-k ∩ noise | τ noise | max-sens. | deletion AUC | ρ randomised |",
@@ -462,22 +463,22 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true", help="a few steps and examples: checks the pipeline")
     parser.add_argument("--force", action="store_true", help="rerun rows already in the JSON files")
     budget = parser.add_argument_group("budget (the same for every row)")
-    budget.add_argument("--steps", type=int, default=1100, help="optimiser steps (1100 × 50 = one pass over 55 000)")
+    budget.add_argument("--steps", type=int, default=600, help="optimiser steps (1100 × 50 = one pass over 55 000)")
     budget.add_argument("--batch-size", type=int, default=50)
     budget.add_argument("--lr", type=float, default=1e-3)
     budget.add_argument("--width", type=int, default=16)
     budget.add_argument("--hidden", type=int, default=128)
     budget.add_argument("--train-attack-steps", type=int, default=10, help="K of the PGD training attacks")
-    budget.add_argument("--eps-warmup", type=int, default=300, help="steps of the linear ε ramp")
+    budget.add_argument("--eps-warmup", type=int, default=200, help="steps of the linear ε ramp")
     budget.add_argument("--input-gradient-weight", type=float, default=1.0)
-    budget.add_argument("--ig-norm-riemann-steps", type=int, default=5)
+    budget.add_argument("--ig-norm-riemann-steps", type=int, default=4)
     budget.add_argument("--ig-norm-attack-steps", type=int, default=2)
     evaluation = parser.add_argument_group("evaluation")
-    evaluation.add_argument("--eval-size", type=int, default=100, help="test images for the explanation metrics")
+    evaluation.add_argument("--eval-size", type=int, default=64, help="test images for the explanation metrics")
     evaluation.add_argument("--pgd-eval-size", type=int, default=1000, help="test images for PGD-40 accuracy")
     evaluation.add_argument("--ig-steps", type=int, default=16, help="steps of integrated gradients")
-    evaluation.add_argument("--topk-steps", type=int, default=30, help="steps of the top-k attack")
-    evaluation.add_argument("--topk-step-size", type=float, default=0.01)
+    evaluation.add_argument("--topk-steps", type=int, default=20, help="steps of the top-k attack")
+    evaluation.add_argument("--topk-step-size", type=float, default=None, help="None: ε/10 (reaches the ball's edge in 10 steps)")
     args = parser.parse_args(argv)
     if args.smoke:
         args.steps, args.eps_warmup, args.eval_size, args.pgd_eval_size = 4, 2, 4, 20
