@@ -13,6 +13,7 @@ tensors (activations, gradients, graphs of second-order terms), not the allocato
 the Python heap.
 
     PYTHONPATH=. python benchmarks/objectives_speed.py [--batch-sizes 64 128] [--rounds 15] [--threads 1] 2>/dev/null
+    PYTHONPATH=. python benchmarks/objectives_speed.py --only "pgd_at K=1" "pgd_at K=3" "pgd_at K=7" "pgd_at K=10"
 
 (the profiler writes start/stop lines to stderr; the table goes to stdout.)
 
@@ -61,8 +62,10 @@ def pgd(steps: int) -> PGD:
 OBJECTIVES: dict[str, Callable[[], Objective]] = {
     "erm": lambda: ERM(),
     "fast_at (FGSM-RS)": lambda: FastAdversarialTraining(FGSMRandomStart(eps=EPS), co_check_every=0),
+    "pgd_at K=1": lambda: PGDAdversarialTraining(pgd(1)),
     "pgd_at K=3": lambda: PGDAdversarialTraining(pgd(3)),
     "pgd_at K=7": lambda: PGDAdversarialTraining(pgd(7)),
+    "pgd_at K=10": lambda: PGDAdversarialTraining(pgd(10)),
     "trades K=7": lambda: TRADES(beta=6.0, attack=pgd(7)),
     "saliency_guided": lambda: SaliencyGuidedTraining(),
     "erm + input_gradient": lambda: WeightedSum([Part(ERM()), Part(InputGradientPenalty(0.1))]),
