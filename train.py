@@ -26,7 +26,7 @@ import yaml
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.loggers import WandbLogger
 
-from callbacks import SaveConfigToRun
+from callbacks import ProbeCallback, SaveConfigToRun
 from datamodules import ImageDataModule
 from export import cli as export_cli
 from export.checkpoint import CheckpointError, check_weights_fit, read_checkpoint
@@ -216,6 +216,18 @@ class RobustLensCLI(LightningCLI):
                 self.datamodule.setup(stage)
             except (ValueError, OSError) as error:
                 parser.error(f"invalid input: data: {error}")
+            if stage == "fit":
+                self._check_probe_callbacks(parser)
+
+    def _check_probe_callbacks(self, parser: Any) -> None:
+        """Draw the monitoring callbacks' probe sets now: a probe set larger than the validation
+        split, or a mask metric on data without masks, stops the run here with the option named."""
+        for callback in self.trainer.callbacks:
+            if isinstance(callback, ProbeCallback):
+                try:
+                    callback.draw_probe(self.datamodule, self.trainer.world_size)
+                except ValueError as error:
+                    parser.error(f"invalid input: trainer.callbacks: {type(callback).__name__}: {error}")
 
     def after_fit(self) -> None:
         trainer = self.trainer

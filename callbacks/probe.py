@@ -111,6 +111,24 @@ class ProbeCallback(Callback):
         if stage != TrainerFn.FITTING.value:
             return
         datamodule = trainer.datamodule  # type: ignore[attr-defined]
+        probe = self.draw_probe(datamodule, trainer.world_size)
+        self.use_probe(
+            probe,
+            type(datamodule).__name__,
+            [str(c) for c in getattr(datamodule, "class_names", [])],
+            trainer.global_rank,
+            trainer.world_size,
+        )
+
+    def draw_probe(self, datamodule: Any, world_size: int = 1) -> ProbeBatch:
+        """Draw this callback's probe set from ``datamodule`` (set up) and check it fits the options.
+
+        ``train.py`` calls this before the run starts, so that a probe set larger than the split
+        or a mask metric on data without masks stops the command before anything is written.
+
+        Raises:
+            ValueError: naming the option (``probe_size``, a metric) and what is allowed.
+        """
         name = type(self).__name__
         if datamodule is None or not callable(getattr(datamodule, "probe_batch", None)):
             raise ValueError(
@@ -123,20 +141,15 @@ class ProbeCallback(Callback):
                 f"probe_size must be at most {available} (the size of the {PROBE_SPLIT} split of "
                 f"{type(datamodule).__name__}) for {name}, got {self.probe_size}"
             )
-        if self.probe_size < trainer.world_size:
+        if self.probe_size < world_size:
             raise ValueError(
-                f"probe_size must be at least the number of processes ({trainer.world_size}) for {name}, "
+                f"probe_size must be at least the number of processes ({world_size}) for {name}, "
                 f"got {self.probe_size}"
             )
         with torch.random.fork_rng(devices=[]):  # the draw has its own generator; be sure anyway
             probe = datamodule.probe_batch(self.probe_size, self.probe_seed, split=PROBE_SPLIT)
-        self.use_probe(
-            probe,
-            type(datamodule).__name__,
-            [str(c) for c in getattr(datamodule, "class_names", [])],
-            trainer.global_rank,
-            trainer.world_size,
-        )
+        self.check_probe(probe, type(datamodule).__name__)
+        return probe
 
     def use_probe(
         self,

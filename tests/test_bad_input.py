@@ -40,7 +40,7 @@ def _shrunk(out: Path) -> list[str]:
         f"--trainer.default_root_dir={out}",
         f"--trainer.logger.init_args.save_dir={out}",
         "--data.init_args.train_size=64",
-        "--data.init_args.val_size=32",
+        "--data.init_args.val_size=128",  # the quickstart's callbacks probe up to 128 images
         "--data.init_args.test_size=16",
         "--model.backbone_kwargs={width: 4, hidden: 16}",
     ]
@@ -54,6 +54,11 @@ def _image_folder(channels: int) -> str:
 
 def _pngs(inputs: Path, mode: str = "L") -> None:
     write_png_folder(inputs / "images", {"circle": 4, "square": 4}, size=(28, 28), mode=mode)
+
+
+def _extra_callback(name: str, **init_args: object) -> str:
+    """Append one more monitoring callback (index 5, after the quickstart's five) to the recipe."""
+    return "--trainer.callbacks+=" + json.dumps({"class_path": f"callbacks.{name}", "init_args": init_args})
 
 
 def _not_an_image(inputs: Path, checkpoint: Path) -> None:
@@ -116,6 +121,24 @@ CASES = {
     ),
     "non-image file in an image folder": Case([_image_folder(1)], ["notes.txt", "not an image"], prepare=_not_an_image),
     "corrupt image in an image folder": Case([_image_folder(1)], ["broken.png"], prepare=_corrupt_png),
+    "unknown attribution method in a callback": Case(
+        [_extra_callback("ExplanationMonitor", methods=["salincy"])], ["trainer.callbacks", "methods", "saliency", "salincy"]
+    ),
+    "unknown metric in a callback": Case(
+        [_extra_callback("ExplanationMonitor", metrics=["topk_intersection@nois"])],
+        ["trainer.callbacks[5].init_args.metrics", "topk_intersection@noise", "topk_intersection@nois"],
+    ),
+    "callback cadence of 0": Case(
+        [_extra_callback("RobustnessEvaluator", every_n_epochs=0)], ["trainer.callbacks[5].init_args.every_n_epochs", ">= 1"]
+    ),
+    "probe set larger than the validation split": Case(
+        [_extra_callback("SanityCheck", probe_size=500)], ["trainer.callbacks", "SanityCheck", "probe_size", "at most 128"]
+    ),
+    "mask metric on data without masks": Case(
+        [_image_folder(1), "--data.init_args.val_size=0.5"],  # the quickstart's monitor scores relevance mass
+        ["trainer.callbacks", "ExplanationMonitor", "relevance_mass"],
+        prepare=lambda inputs, checkpoint: write_png_folder(inputs / "images", {"circle": 80, "square": 80}, size=(28, 28)),
+    ),
     "missing checkpoint": Case(["--ckpt_path={in}/none.ckpt"], ["ckpt_path", "none.ckpt"], subcommand="validate"),
     "truncated checkpoint": Case(
         ["--ckpt_path={in}/model.ckpt"], ["ckpt_path", "model.ckpt"], prepare=_truncated_checkpoint, subcommand="validate"

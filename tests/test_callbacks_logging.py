@@ -158,12 +158,13 @@ def test_bad_callback_options_in_a_recipe_fail_when_the_trainer_is_built_naming_
     assert not (tmp_path / "out").exists()
 
 
-def test_a_probe_set_larger_than_the_validation_split_stops_the_recipe_before_training(tmp_path: Path) -> None:
+def test_a_probe_set_larger_than_the_validation_split_stops_the_recipe_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     recipe = _recipe_with(tmp_path, _index("callbacks.RobustnessEvaluator"), probe_size=129)
-    expected = r"^probe_size must be at most 128 \(the size of the val split of SyntheticShapes\) for RobustnessEvaluator, got 129"
-    try:
-        with pytest.raises(ValueError, match=expected):
-            train.main(_shrunk_quickstart(tmp_path / "out", config=recipe))
-    finally:
-        wandb.finish()  # the run the recipe's logger opened (a command line would exit here)
-    assert not list((tmp_path / "out").rglob("*.ckpt"))
+    expected = "probe_size must be at most 128 (the size of the val split of SyntheticShapes) for RobustnessEvaluator, got 129"
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(_shrunk_quickstart(tmp_path / "out", config=recipe))
+    assert exit_info.value.code == 2
+    assert "trainer.callbacks: RobustnessEvaluator: " + expected in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # stopped before the W&B run, the run folder or a checkpoint
