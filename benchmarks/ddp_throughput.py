@@ -53,6 +53,7 @@ def run(devices: int, batch: int, epochs: int, train_size: int, threads: int, ac
             sys.executable, str(REPO / "train.py"), "fit", "--config", str(REPO / "configs" / "quickstart.yaml"),
             f"--trainer.accelerator={accelerator}", f"--trainer.devices={devices}",
             f"--trainer.max_epochs={epochs}", "--trainer.limit_val_batches=0", "--trainer.logger=false",
+            f"--trainer.default_root_dir={tmp}",  # the recorded config.yaml goes there, not into the repository
             "--trainer.enable_checkpointing=false", "--trainer.callbacks=[]", "--trainer.enable_progress_bar=false",
             f"--trainer.callbacks+=benchmarks.ddp_throughput.EpochTimer", f"--trainer.callbacks.out_file={timing}",
             f"--data.init_args.train_size={train_size}", f"--data.init_args.batch_size={batch // devices}",
