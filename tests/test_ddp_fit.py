@@ -1,9 +1,11 @@
-"""train.py under DDP on two CPU processes (gloo): it finishes, rank zero alone writes, every
+"""train.py under DDP on two CPU processes (gloo), with PGD, a regulariser and the monitoring
+callbacks on: it finishes, rank zero alone writes, every
 training image is seen once per epoch, and the logged metrics equal a single-process
 evaluation of the same weights."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,11 +15,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from callbacks import ExplanationMonitor, RobustnessEvaluator
 from datamodules import SyntheticShapes
+from export import load_classifier
 from tests.ddp_probes import image_digests
 from tests.wandb_offline import find_run_dirs, read_run
 
 REPO = Path(__file__).resolve().parents[1]
+MONITOR = {"methods": ["saliency"], "metrics": ["topk_intersection@noise", "spearman@noise"], "probe_size": 16, "panels": 2}
+CURVE = {"eps": [0.0, 0.1], "steps": 3, "probe_size": 16}
 SHRINK = [
     "--trainer.accelerator=cpu",
     "--trainer.max_epochs=2",
@@ -57,6 +63,8 @@ def test_ddp_fit_with_pgd_and_a_regulariser(tmp_path: Path) -> None:
             f"--trainer.logger.init_args.save_dir={out}",
             "--trainer.callbacks+=tests.ddp_probes.RecordTrainingImages",
             f"--trainer.callbacks.out_dir={probes}",
+            "--trainer.callbacks+=" + json.dumps({"class_path": "callbacks.ExplanationMonitor", "init_args": MONITOR}),
+            "--trainer.callbacks+=" + json.dumps({"class_path": "callbacks.RobustnessEvaluator", "init_args": CURVE}),
         ],
         tmp_path,
     )
@@ -97,3 +105,14 @@ def test_ddp_fit_with_pgd_and_a_regulariser(tmp_path: Path) -> None:
     single_metrics = dict(zip(header.split(","), values.split(",")))
     for key in ("val/acc", "val/acc_pgd"):
         assert logged.column(key)[-1] == pytest.approx(float(single_metrics[key]), abs=1e-6), key
+
+    # The callbacks' last values equal one process evaluating the same weights on the same probe sets;
+    # rank zero alone rendered the panels (one W&B image per example and epoch: 2 × 2).
+    model = load_classifier(last).model.eval()
+    explanation, curve = ExplanationMonitor(**MONITOR), RobustnessEvaluator(**CURVE)
+    for callback in (explanation, curve):
+        callback.use_probe(dm.probe_batch(callback.probe_size, callback.probe_seed, split="val"))
+    expected = explanation.evaluate(model).values | curve.evaluate(model)
+    for key, value in expected.items():
+        assert logged.column(key)[-1] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+    assert len(list((run_dir / "files" / "media" / "images" / "panels").glob("saliency*.png"))) == 4
