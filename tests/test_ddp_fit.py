@@ -1,7 +1,6 @@
 """train.py under DDP on two CPU processes (gloo), with PGD, a regulariser and the monitoring
-callbacks on: it finishes, rank zero alone writes, every
-training image is seen once per epoch, and the logged metrics equal a single-process
-evaluation of the same weights."""
+callbacks on: it finishes, rank zero alone writes, every training image is seen once per epoch,
+and the logged metrics equal a single-process evaluation of the same weights."""
 
 from __future__ import annotations
 
