@@ -32,8 +32,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +45,7 @@ from torch import Tensor, nn
 from export.checkpoint import CheckpointError, LoadedClassifier, load_classifier, load_weights
 from lightning_modules import build_model
 from export.model_card import model_card
+from export.staging import staged_folder
 
 BUNDLE_FORMAT = "robustlens-bundle"
 BUNDLE_VERSION = 1
@@ -243,9 +242,7 @@ def export_bundle(checkpoint: str | Path, out_dir: str | Path, overwrite: bool =
     metrics = metrics_record(loaded, summary["eval_attack"])
     program = export_program(model, arch["input_shape"])
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
-    try:
+    with staged_folder(out_dir) as staging:
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         safetensors.torch.save_file(
             state,
@@ -286,14 +283,6 @@ def export_bundle(checkpoint: str | Path, out_dir: str | Path, overwrite: bool =
         metadata["sha256"] = {FILES[key]: sha256(staging / FILES[key]) for key in checked}
         (staging / FILES["model_card"]).write_text(model_card(metadata, metrics))
         (staging / FILES["metadata"]).write_text(json.dumps(metadata, indent=2) + "\n")
-        if out_dir.is_dir():
-            shutil.rmtree(out_dir)
-        elif out_dir.exists():
-            out_dir.unlink()
-        staging.rename(out_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     sizes = {p.name: p.stat().st_size for p in sorted(out_dir.iterdir())}
     return Bundle(out_dir, metadata, metrics, sizes, time.perf_counter() - start)
 

@@ -14,13 +14,12 @@ from __future__ import annotations
 import datetime
 import json
 import math
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from export.staging import staged_folder
 from metrics import metric_spec
 from report.compute import ReportResult
 from report.figures import accuracy_plot, attribution_figure
@@ -214,9 +213,7 @@ def write_report(result: ReportResult, out_dir: str | Path) -> dict[str, Any]:
     out_dir = Path(out_dir)
     plan = result.plan
     record = report_record(result)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
-    try:
+    with staged_folder(out_dir) as staging:
         (staging / FILES["json"]).write_text(json.dumps(record, indent=2, allow_nan=False) + "\n")
         (staging / FILES["markdown"]).write_text(report_markdown(record))
         title = f"{record['data']['name']}, {record['model']['backbone']}: {Path(record['source']['path']).name}"
@@ -226,12 +223,4 @@ def write_report(result: ReportResult, out_dir: str | Path) -> dict[str, Any]:
             title=f"{title}; maps Σ_c |Φ_c| of the {explained}",
         )  # fmt: skip
         accuracy_plot(result.accuracy, plan.norm, staging / FILES["plot"], recipe_eval_eps(result), title=title)
-        if out_dir.is_dir():
-            shutil.rmtree(out_dir)
-        elif out_dir.exists():
-            out_dir.unlink()
-        staging.rename(out_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return record
