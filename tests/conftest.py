@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 
 import pytest
+import pytorch_lightning as pl
 import torch
 from torch import nn
 
@@ -64,3 +66,14 @@ def trained_shapes() -> TrainedShapes:
     trained = train_shapes_model()
     assert trained.accuracy > 0.6, f"the test model did not learn the task (accuracy {trained.accuracy:.2f})"
     return trained
+
+
+class SigtermAtStep(pl.Callback):
+    """Sends this process SIGTERM after the given global step, as a cluster pre-empting it."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGTERM)

@@ -10,8 +10,6 @@ Lightning ends that epoch again: the monitor makes the run it owes there, once.
 from __future__ import annotations
 
 import csv
-import os
-import signal
 from pathlib import Path
 
 import pytest
@@ -21,19 +19,10 @@ from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from callbacks import PreemptionCheckpoint
-from tests.conftest import tiny_trainer_kwargs
+from tests.conftest import SigtermAtStep, tiny_trainer_kwargs
 from tests.monitoring import monitor, robustness, tiny_data, tiny_model
 
 KEYS = ("expl/saliency/spearman@noise", "expl/integrated_gradients/relevance_mass", "robust/acc@eps=0.05")
-
-
-class SigtermAtStep(pl.Callback):
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.global_step == self.step:
-            os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _fit(root: Path, ckpt_path: Path | None = None, interrupt_at: int | None = None) -> tuple[dict, dict[str, list]]:

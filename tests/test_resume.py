@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 from pathlib import Path
 
 import pytest
@@ -17,18 +15,7 @@ from callbacks import PreemptionCheckpoint
 from datamodules import ResumableDataLoader, SyntheticShapes
 from lightning_modules import DivergenceError, RobustClassifier
 from losses import ERM, ObjectiveOutput, PGDAdversarialTraining
-from tests.conftest import tiny_trainer_kwargs
-
-
-class SigtermAtStep(pl.Callback):
-    """Sends this process SIGTERM after the given global step, as a cluster pre-empting it."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.global_step == self.step:
-            os.kill(os.getpid(), signal.SIGTERM)
+from tests.conftest import SigtermAtStep, tiny_trainer_kwargs
 
 
 class RecordMetrics(pl.Callback):
