@@ -6,8 +6,8 @@ RobustnessEvaluator, SanityCheck) and without them (the same recipe with those t
 (W&B offline, into a temporary folder). It reports the fit's wall time (``trainer.fit`` only:
 no interpreter start, no CLI parsing, no W&B start or finish), the medians, the overhead
 median(with) / median(without) − 1, and the time the callbacks report spending themselves
-(their ``seconds``), which is less sensitive to a shared machine's noise than the difference
-of two fits. Then, on the last trained model, what one evaluation of each part costs: the
+(their ``seconds``), and the fit process's CPU time with and without: both less sensitive to a
+shared machine's noise than the difference of two wall times. Then, on the last trained model, what one evaluation of each part costs: the
 monitor per attribution method (without panels), the panels, one robustness curve, and the
 sanity check per method.
 
@@ -120,12 +120,14 @@ def child(recipe: str, epochs: int, out: str, parts: bool, threads: int | None) 
     ]
     cli = train.main(args, run=False)
     assert cli is not None
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     cli.trainer.fit(cli.model, cli.datamodule)
     fit_seconds = time.perf_counter() - start
+    cpu_seconds = time.process_time() - cpu_start  # this process's CPU time: blind to other jobs' load
     callbacks = {type(c).__name__: c.seconds for c in cli.trainer.callbacks if hasattr(c, "seconds") and hasattr(c, "probe")}
     result: dict[str, Any] = {
         "fit_seconds": fit_seconds,
+        "cpu_seconds": cpu_seconds,
         "callback_seconds": callbacks,
         "val_acc_pgd": float(cli.trainer.callback_metrics.get("val/acc_pgd", torch.tensor(float("nan")))),
     }
@@ -189,6 +191,12 @@ def main() -> None:
     print("| callbacks' own time / fit | " + " | ".join(f"{100 * s:.1f} %" for s in shares) + f" | {100 * statistics.median(shares):.1f} % |")
     print()
     print(f"overhead, median(with) / median(without) - 1: {100 * (statistics.median(on) / statistics.median(off) - 1):.1f} %")
+    cpu_off = [r["cpu_seconds"] for r in results["off"]]
+    cpu_on = [r["cpu_seconds"] for r in results["on"]]
+    print(
+        f"CPU time of the fit process, median without / with: {statistics.median(cpu_off):.1f} / "
+        f"{statistics.median(cpu_on):.1f} s, overhead {100 * (statistics.median(cpu_on) / statistics.median(cpu_off) - 1):.1f} %"
+    )
     print(
         "val/acc_pgd at the end, without / with: "
         + ", ".join(f"{a['val_acc_pgd']:.4f}/{b['val_acc_pgd']:.4f}" for a, b in zip(results["off"], results["on"]))
