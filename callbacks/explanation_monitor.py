@@ -58,7 +58,7 @@ Target = Literal["label", "predicted"]
 
 #: Integrated gradients with 8 Gauss–Legendre nodes: on a trained quickstart-like CNN its maps
 #: keep a Spearman ρ of 0.98 with 128 nodes (16 nodes: 0.995) at a sixteenth of the cost; IG is
-#: the callbacks' most expensive default (benchmarks/callback_overhead.md). 256 interpolated
+#: the callbacks' most expensive default (benchmarks/RESULTS.md, section 5). 256 interpolated
 #: images per pass: on CPU, passes of 1024 images were about twice as slow per image.
 DEFAULT_METHOD_OPTIONS: dict[str, dict[str, Any]] = {"integrated_gradients": {"steps": 8, "internal_batch_size": 256}}
 #: Robustness of the explanation to uniform noise in the ε-ball: one extra attribution per example.
