@@ -1,17 +1,18 @@
 """Per-example random numbers: the noise of example i depends on (seed, stream, id_i, sample j) only.
 
-Seeded attacks (evaluation) and metrics that sample perturbations (sensitivity, infidelity, Sensitivity-n, ...) must give an
-example the same score whatever batch it sits in, in whatever position, on whichever rank:
-otherwise a probe set split over two processes would score differently from the same set in one
-process, and curves would move when the batch size changes. One generator drawing for the
-whole batch gives every example a value that depends on the batch layout; here each example's
-values come from a generator seeded by a hash of its coordinates (splitmix64 of the seed, a
-per-use stream constant, the example's id and the sample index). Each draw is one small fill
-per example, cheap next to the forward passes the samples feed.
+Seeded attacks (evaluation) and metrics that sample perturbations (sensitivity, infidelity,
+Sensitivity-n, ...) must give an example the same score whatever batch it sits in, in whatever
+position, on whichever rank: otherwise a probe set split over two processes would score
+differently from the same set in one process, and curves would move when the batch size changes.
+One generator drawing for the whole batch gives every example a value that depends on the batch
+layout; here each example's values come from a generator seeded by a hash of its coordinates
+(splitmix64 of the seed, a per-use stream constant, the example's id and the sample index). Each
+draw is one small fill per example, cheap next to the forward passes the samples feed.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 import torch
@@ -78,7 +79,10 @@ def example_noise(
 _FINGERPRINT_LEVELS = 65535
 
 
+@functools.lru_cache(maxsize=8)
 def _fingerprint_weights(numel: int, device: torch.device) -> Tensor:
+    """Fixed pseudo-random hashing weights, drawn once per input size and device (every seeded
+    attack call hashes its batch with them)."""
     generator = torch.Generator().manual_seed(0x5EED)
     weights = torch.randint(1, 2**62, (numel,), generator=generator, dtype=torch.int64)
     return weights.to(device)

@@ -31,6 +31,8 @@ from typing import Any
 
 import yaml
 
+from benchmarks.timing import median_seconds
+
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / "configs" / "quickstart.yaml"
 MONITORS = ("callbacks.ExplanationMonitor", "callbacks.RobustnessEvaluator", "callbacks.SanityCheck")
@@ -48,15 +50,6 @@ def _recipes(folder: Path) -> dict[str, Path]:
     paths["on"].write_text(yaml.safe_dump(config, sort_keys=False))
     paths["off"].write_text(yaml.safe_dump(off, sort_keys=False))
     return paths
-
-
-def _time(fn: Any, repeats: int = 3) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def _parts(cli: Any) -> dict[str, float]:
@@ -83,18 +76,18 @@ def _parts(cli: Any) -> dict[str, float]:
         )
         single.methods = {name: monitor.methods[name]}
         single.use_probe(monitor.probe)  # type: ignore[arg-type]
-        parts[f"monitor: {name} + metrics"] = _time(lambda s=single: s.evaluate(model))
-    with_panels = _time(lambda: monitor.evaluate(model, samples=True, panels=monitor.panels))
-    without = _time(lambda: monitor.evaluate(model))
+        parts[f"monitor: {name} + metrics"] = median_seconds(lambda s=single: s.evaluate(model))
+    with_panels = median_seconds(lambda: monitor.evaluate(model, samples=True, panels=monitor.panels))
+    without = median_seconds(lambda: monitor.evaluate(model))
     parts["monitor: panels' x', Φ(x') and table"] = with_panels - without
     scores = monitor.evaluate(model, panels=monitor.panels)
-    parts["monitor: rendering the panels"] = _time(lambda: [strips(rows) for rows in scores.panels.values()])
-    parts["robustness curve"] = _time(lambda: robust.evaluate(model))
+    parts["monitor: rendering the panels"] = median_seconds(lambda: [strips(rows) for rows in scores.panels.values()])
+    parts["robustness curve"] = median_seconds(lambda: robust.evaluate(model))
     for name, method in sanity.methods.items():
         single_sanity = SanityCheck(methods=[name], probe_size=sanity.probe_size)  # type: ignore[list-item]
         single_sanity.methods = {name: method}
         single_sanity.use_probe(sanity.probe)  # type: ignore[arg-type]
-        parts[f"sanity check: {name}"] = _time(lambda s=single_sanity: s.evaluate(model), repeats=1)
+        parts[f"sanity check: {name}"] = median_seconds(lambda s=single_sanity: s.evaluate(model), repeats=1)
     parts["threads"] = float(torch.get_num_threads())
     return parts
 
@@ -120,10 +113,10 @@ def child(recipe: str, epochs: int, out: str, parts: bool, threads: int | None) 
     ]
     cli = train.main(args, run=False)
     assert cli is not None
-    start, cpu_start = time.perf_counter(), time.process_time()
+    start, cpu_start = time.perf_counter(), time.processmedian_seconds()
     cli.trainer.fit(cli.model, cli.datamodule)
     fit_seconds = time.perf_counter() - start
-    cpu_seconds = time.process_time() - cpu_start  # this process's CPU time: blind to other jobs' load
+    cpu_seconds = time.processmedian_seconds() - cpu_start  # this process's CPU time: blind to other jobs' load
     callbacks = {type(c).__name__: c.seconds for c in cli.trainer.callbacks if hasattr(c, "seconds") and hasattr(c, "probe")}
     result: dict[str, Any] = {
         "fit_seconds": fit_seconds,

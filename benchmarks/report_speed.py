@@ -17,15 +17,13 @@ from __future__ import annotations
 import argparse
 import platform
 import shlex
-import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 
 import torch
 
 from attacks import PGD
+from benchmarks.timing import median_seconds
 from metrics import compute_metrics
 from report import ReportSettings, plan_report
 from report.compute import STEP_SIZE_FACTOR
@@ -41,15 +39,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=1, help="medians over this many runs of each cell")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     return parser.parse_args(argv)
-
-
-def seconds(call: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main(argv: list[str]) -> None:
@@ -85,7 +74,7 @@ def main(argv: list[str]) -> None:
     column_totals = [0.0] * (len(plan.metrics) + 1)
     for name, method in plan.methods.items():
         phi = method(model, x, target)
-        row = [seconds(lambda: method(model, x, target), args.repeats)]
+        row = [median_seconds(lambda: method(model, x, target), args.repeats)]
         for metric in plan.metrics:
 
             def one() -> object:
@@ -94,7 +83,7 @@ def main(argv: list[str]) -> None:
                     options={metric: plan.metric_options[metric]}, example_ids=ids, attribution=phi,
                 )  # fmt: skip
 
-            row.append(seconds(one, args.repeats))
+            row.append(median_seconds(one, args.repeats))
         column_totals = [a + b for a, b in zip(column_totals, row)]
         print(f"| {name} | " + " | ".join(f"{v:.2f}" for v in row) + f" | {sum(row):.1f} |")
     print("| all methods | " + " | ".join(f"{v:.1f}" for v in column_totals) + f" | {sum(column_totals):.1f} |")
@@ -103,7 +92,7 @@ def main(argv: list[str]) -> None:
     pgd_seconds = []
     for eps in plan.eps[1:]:
         attack = PGD(eps=eps, step_size=STEP_SIZE_FACTOR * eps / steps, steps=steps, norm=plan.norm, seed=0)  # type: ignore[arg-type]
-        pgd_seconds.append(seconds(lambda: attack(model, x, batch.y), args.repeats))
+        pgd_seconds.append(median_seconds(lambda: attack(model, x, batch.y), args.repeats))
     print(
         f"accuracy curve: PGD-{steps} on this batch at {len(pgd_seconds)} ε > 0: {sum(pgd_seconds):.2f} s "
         f"({sum(pgd_seconds) / len(batch) * 1000:.1f} ms per example for the whole grid)"
