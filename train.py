@@ -26,7 +26,7 @@ import yaml
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.loggers import WandbLogger
 
-from callbacks import ProbeCallback, SaveConfigToRun
+from callbacks import ProbeCallback, RobustnessEvaluator, SaveConfigToRun
 from datamodules import ImageDataModule
 from export import cli as export_cli
 from export.checkpoint import CheckpointError, check_weights_fit, read_checkpoint
@@ -241,6 +241,9 @@ class RobustLensCLI(LightningCLI):
             callback = trainer.checkpoint_callback
             lines.append(f"  best checkpoint:   {getattr(callback, 'best_model_path', '') or '(none)'}")
             lines.append(f"  last checkpoint:   {getattr(callback, 'last_model_path', '') or '(none)'}")
+        for evaluator in trainer.callbacks:  # the end-of-fit robust accuracy of the last weights
+            if isinstance(evaluator, RobustnessEvaluator) and evaluator.at_fit_end and evaluator.summary():
+                lines.append(f"  robust accuracy of the last weights: {evaluator.summary()}")
         print("\n".join(lines), flush=True)
 
 

@@ -1,8 +1,19 @@
-"""Attacks on the input, in [0, 1] pixel space, for any ``nn.Module`` (no Lightning here)."""
+"""Attacks on the input, in [0, 1] pixel space, for any ``nn.Module`` (no Lightning here): PGD with
+cross-entropy, margin or DLR losses, FGSM-RS, AutoAttack (the authors' implementation), and
+attacks on explanations."""
 
 from attacks.fgsm import FGSM_RS_STEP_FACTOR, FGSMRandomStart
 from attacks.modes import MODEL_MODES, ModelMode, module_mode
-from attacks.pgd import PGD, LossFn, per_example_cross_entropy
+from attacks.attack_losses import (
+    ATTACK_LOSSES,
+    AttackLoss,
+    LossFn,
+    dlr_loss,
+    margin_loss,
+    per_example_cross_entropy,
+)
+from attacks.pgd import PGD
+from attacks.autoattack import AUTOATTACK_VERSIONS, AutoAttack, AutoAttackVersion
 from attacks.threat_models import NORMS, L2Threat, LinfThreat, Norm, ThreatModel, make_threat_model
 
 # After the modules above: attacks.explanation imports attributions, which imports attacks.modes.
@@ -14,6 +25,11 @@ from attacks.explanation import (  # noqa: E402
 )
 
 __all__ = [
+    "ATTACK_LOSSES",
+    "AUTOATTACK_VERSIONS",
+    "AttackLoss",
+    "AutoAttack",
+    "AutoAttackVersion",
     "FGSM_RS_STEP_FACTOR",
     "FGSMRandomStart",
     "MODEL_MODES",
@@ -28,7 +44,9 @@ __all__ = [
     "ThreatModel",
     "TopKExplanationAttack",
     "default_topk",
+    "dlr_loss",
     "make_threat_model",
+    "margin_loss",
     "module_mode",
     "per_example_cross_entropy",
     "topk_mask",

@@ -8,29 +8,26 @@ Adversarial Attacks", ICLR 2018. Starting from a random point of the ε-ball (or
 
 where step() is sign() under L∞ and g/‖g‖₂ under L2. With several restarts the attack keeps,
 per example, the iterate with the highest final loss.
+
+The loss L is cross-entropy by default (training, and the cheap ``val/acc_pgd`` monitor), or the
+Carlini–Wagner margin or Croce & Hein's DLR loss (:mod:`attacks.attack_losses`), whose gradients
+do not vanish where the softmax saturates: an evaluation that reports a figure should use one of
+them, or :class:`attacks.AutoAttack`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import copy
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attacks.attack_losses import LOSS_FUNCTIONS, AttackLoss, LossFn, check_attack_loss, check_loss_classes
 from attacks.example_noise import content_ids, example_seed
 from attacks.modes import MODEL_MODES, ModelMode, module_mode
 from attacks.threat_models import Norm, make_threat_model
 
 _PGD_STREAM = 0x9D5
-
-LossFn = Callable[[Tensor, Tensor], Tensor]
-"""``loss_fn(logits, target) -> (B,)`` per-example losses that the attack maximises."""
-
-
-def per_example_cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
-    """Cross-entropy of each example, in float32 even under autocast."""
-    return F.cross_entropy(logits.float(), target, reduction="none")
 
 
 def _normal_tensor(t: Tensor) -> Tensor:
@@ -63,6 +60,9 @@ class PGD:
             any batch, position or process, and the global RNG streams are left untouched
             (what evaluation wants: ``val/acc_pgd`` is the same in one process and under DDP).
             None draws from the global RNG (training).
+        loss: the loss maximised by :meth:`__call__`: "ce" (cross-entropy, the default), "margin"
+            (Carlini–Wagner) or "dlr" (Croce & Hein; at least 3 classes); see
+            :mod:`attacks.attack_losses`.
     """
 
     def __init__(
@@ -75,6 +75,7 @@ class PGD:
         restarts: int = 1,
         model_mode: ModelMode = "eval",
         seed: int | None = None,
+        loss: AttackLoss = "ce",
     ) -> None:
         self.threat = make_threat_model(norm, eps)
         if not step_size > 0:
@@ -93,15 +94,43 @@ class PGD:
         self.restarts = int(restarts)
         self.model_mode = model_mode
         self.seed = seed
+        self.loss = check_attack_loss(loss)
 
     def __repr__(self) -> str:
         return (
             f"PGD(norm={self.norm}, eps={self.eps:g}, step_size={self.step_size:g}, steps={self.steps}, "
-            f"random_start={self.random_start}, restarts={self.restarts}, model_mode={self.model_mode})"
+            f"random_start={self.random_start}, restarts={self.restarts}, model_mode={self.model_mode}, "
+            f"loss={self.loss})"
         )
 
+    @property
+    def name(self) -> str:
+        """A short name for logged keys and tables: ``pgd10-ce``, ``pgd40-margin``, ``pgd20x5-dlr``."""
+        restarts = f"x{self.restarts}" if self.restarts > 1 else ""
+        return f"pgd{self.steps}{restarts}-{self.loss}"
+
+    def check_num_classes(self, num_classes: int) -> None:
+        """Raise a ValueError naming ``loss`` when the loss is undefined for ``num_classes`` classes."""
+        check_loss_classes(self.loss, num_classes)
+
+    def at_eps(self, eps: float) -> PGD:
+        """A copy of this attack at radius ``eps``, with the step size scaled in proportion
+        (α/ε kept; from an attack at ε = 0, α = 2.5 ε / steps as in Madry et al.).
+
+        Raises:
+            ValueError: naming ``eps`` when it is out of range for the norm.
+        """
+        scaled = copy.copy(self)
+        scaled.threat = make_threat_model(self.norm, eps)
+        scaled.eps = scaled.threat.eps
+        if self.eps > 0:
+            scaled.step_size = self.step_size * scaled.eps / self.eps
+        elif scaled.eps > 0:
+            scaled.step_size = 2.5 * scaled.eps / max(self.steps, 1)
+        return scaled
+
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-        """The adversarial example for cross-entropy at labels ``y``; see :meth:`perturb`."""
+        """The adversarial example for this attack's loss at labels ``y``; see :meth:`perturb`."""
         return self.perturb(model, x, y)
 
     def perturb(self, model: nn.Module, x: Tensor, target: Tensor, loss_fn: LossFn | None = None) -> Tensor:
@@ -112,12 +141,12 @@ class PGD:
             x: (B, C, H, W) clean inputs in [0, 1].
             target: what ``loss_fn`` compares the logits with (labels for cross-entropy,
                 clean probabilities for TRADES' KL, ...).
-            loss_fn: per-example loss to maximise; cross-entropy by default.
+            loss_fn: per-example loss to maximise; None: the attack's own ``loss``.
 
         Returns:
             (B, C, H, W) adversarial inputs, detached, inside the ε-ball and [0, 1].
         """
-        loss_fn = per_example_cross_entropy if loss_fn is None else loss_fn
+        loss_fn = LOSS_FUNCTIONS[self.loss] if loss_fn is None else loss_fn
         if self.eps == 0.0 or (self.steps == 0 and not self.random_start):
             return x.detach().clone()
         with torch.inference_mode(False), torch.enable_grad(), module_mode(model, self.model_mode):

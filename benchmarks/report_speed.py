@@ -5,7 +5,8 @@ The report computes the metrics of a method together (:func:`metrics.compute_met
 ``seconds``). This script splits that time: for each method, Φ(x) alone, then each metric alone
 given Φ(x) (so the Φ(x) column is not counted in the metric columns), on one batch of test
 examples, with the report's own settings (defaults unless given; the same options as the
-command, through :func:`report.plan_report`). Then the accuracy curve's PGD on the same batch.
+command, through :func:`report.plan_report`). Then each attack of the accuracy curve on the
+same batch.
 
     PYTHONPATH=. python benchmarks/report_speed.py --ckpt_path runs/robustlens/<run>/checkpoints/best-....ckpt
 
@@ -22,11 +23,9 @@ import tempfile
 
 import torch
 
-from attacks import PGD
 from benchmarks.timing import median_seconds
 from metrics import compute_metrics
 from report import ReportSettings, plan_report
-from report.compute import STEP_SIZE_FACTOR
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -88,15 +87,15 @@ def main(argv: list[str]) -> None:
         print(f"| {name} | " + " | ".join(f"{v:.2f}" for v in row) + f" | {sum(row):.1f} |")
     print("| all methods | " + " | ".join(f"{v:.1f}" for v in column_totals) + f" | {sum(column_totals):.1f} |")
     print()
-    steps = settings.attack_steps
-    pgd_seconds = []
-    for eps in plan.eps[1:]:
-        attack = PGD(eps=eps, step_size=STEP_SIZE_FACTOR * eps / steps, steps=steps, norm=plan.norm, seed=0)  # type: ignore[arg-type]
-        pgd_seconds.append(median_seconds(lambda: attack(model, x, batch.y), args.repeats))
-    print(
-        f"accuracy curve: PGD-{steps} on this batch at {len(pgd_seconds)} ε > 0: {sum(pgd_seconds):.2f} s "
-        f"({sum(pgd_seconds) / len(batch) * 1000:.1f} ms per example for the whole grid)"
-    )
+    for template in plan.attacks:
+        seconds = []
+        for eps in plan.eps[1:]:
+            attack = template.at_eps(eps)
+            seconds.append(median_seconds(lambda: attack(model, x, batch.y), args.repeats))
+        print(
+            f"accuracy curve: {template.name} on this batch at {len(seconds)} ε > 0: {sum(seconds):.2f} s "
+            f"({sum(seconds) / len(batch) * 1000:.1f} ms per example for the whole grid)"
+        )
 
 
 if __name__ == "__main__":

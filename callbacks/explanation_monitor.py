@@ -1,10 +1,11 @@
 """ExplanationMonitor: explanation quality on a fixed probe set, every N epochs or steps.
 
 On a seeded probe set drawn once from the validation split, it computes each attribution method
-and scores it with the chosen metrics of :mod:`metrics` (one :func:`metrics.compute_metrics`
-call per batch and method, so Φ(x) and a perturbed input's attribution are computed once and
-shared by all the metrics that need them). Scores accumulate in the registry's torchmetrics
-wrappers (:func:`metrics.build_metric`), which reduce across processes; random draws are keyed
+and scores it with the chosen metrics of :mod:`metrics` through
+:func:`evaluation.explanation_scores` (the algorithm of ``train.py report``'s table: one
+:func:`metrics.compute_metrics` call per batch and method, so Φ(x) and a perturbed input's
+attribution are computed once and shared by all the metrics that need them). Scores accumulate
+in the registry's torchmetrics wrappers, which reduce across processes; random draws are keyed
 by the examples' dataset indices, so the values do not depend on the batching or on how the
 probe set is split over ranks.
 
@@ -39,7 +40,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from pytorch_lightning import LightningModule, Trainer
@@ -51,10 +52,9 @@ from callbacks.observe import observing
 from callbacks.probe import PeriodicProbeCallback, check_int, classifier, gather_rows, model_device
 from callbacks.run_output import file_directories, log_to_run, wandb_loggers, write_csv
 from datamodules import ProbeBatch
-from metrics import METRIC_NAMES, PER_LAYER_METRICS, build_metric, check_metric, compute_metrics, metric_spec
+from evaluation import ScoreTable, Target, explained_classes, explanation_scores
+from metrics import METRIC_NAMES, PER_LAYER_METRICS, check_metric, metric_spec
 from metrics.functional import perturb
-
-Target = Literal["label", "predicted"]
 
 #: Integrated gradients with 8 Gauss–Legendre nodes: on a trained quickstart-like CNN its maps
 #: keep a Spearman ρ of 0.98 with 128 nodes (16 nodes: 0.995) at a sixteenth of the cost; IG is
@@ -67,6 +67,10 @@ DEFAULT_METRICS: tuple[str, ...] = ("topk_intersection@noise", "spearman@noise")
 DEFAULT_MASK_METRICS: tuple[str, ...] = ("relevance_mass", "pointing_game")
 #: The perturbation shown in the panels when no ``<similarity>@<perturbation>`` metric is chosen.
 FALLBACK_PANEL_METRIC = "spearman@noise"
+
+
+def _mean(value: float | None) -> float:
+    return float("nan") if value is None else value
 
 
 def _named_error(argument: str, detail: str) -> ValueError:
@@ -202,7 +206,7 @@ class ExplanationMonitor(PeriodicProbeCallback):
         self.table = table
         self.colormap = colormap
         self.last: ExplanationScores | None = None
-        self._wrappers: dict[tuple[str, str], Any] = {}
+        self._table = ScoreTable(list(self.methods), self.metric_names)
 
     # -- setup --------------------------------------------------------------------------------
 
@@ -219,7 +223,7 @@ class ExplanationMonitor(PeriodicProbeCallback):
                         f"metrics must not include {name!r} with {datamodule_name}: it is scored against {what}, "
                         "and the datamodule's probe_batch() provides none"
                     )
-        self._wrappers = {(m, name): build_metric(name) for m in self.methods for name in self.metric_names}
+        self._table = ScoreTable(list(self.methods), self.metric_names)
 
     def state_key_fields(self) -> dict[str, Any]:
         return {**super().state_key_fields(), "methods": list(self.methods), "metrics": self.requested_metrics}
@@ -237,7 +241,8 @@ class ExplanationMonitor(PeriodicProbeCallback):
         return name.split("@", 1)[1], check_metric(name, **self.metric_options.get(name, {}))
 
     def evaluate(self, model: nn.Module, *, samples: bool = False, panels: int = 0) -> ExplanationScores:
-        """Score this rank's share of the probe set (see :meth:`use_probe`).
+        """Score this rank's share of the probe set (see :meth:`use_probe`) with
+        :func:`evaluation.explanation_scores` (the algorithm of ``train.py report``'s table).
 
         A collective call under DDP (every rank calls it): the wrappers reduce and the
         per-example columns are gathered. ``model`` is left as found (modes, ``.grad``, random
@@ -252,55 +257,44 @@ class ExplanationMonitor(PeriodicProbeCallback):
         device = model_device(model)
         share = self.share(device)
         probe_total = len(self.probe)
-        wrappers = {key: w.to(device) for key, w in self._wrappers.items()}
-        per_sample: dict[str, list[Tensor]] = {f"{m}/{name}": [] for m in self.methods for name in self.metric_names}
-        kept: dict[str, list[Tensor]] = {m: [] for m in self.methods}
+        table = self._table.to(device)
         with observing(model):
-            with torch.no_grad():
-                predictions = torch.cat(
-                    [model(share.x[i : i + self.batch_size]).argmax(dim=1) for i in range(0, len(share), self.batch_size)]
-                )  # (n,)
-            targets = share.y if self.target == "label" else predictions
-            for method_name, method in self.methods.items():
-                for start in range(0, len(share), self.batch_size):
-                    part = share.slice(start, start + self.batch_size)
-                    part_targets = targets[start : start + self.batch_size]
-                    attribution = method(model, part.x, part_targets)  # (b, C, H, W), shared by all metrics
-                    scores = compute_metrics(
-                        self.metric_names, model, part.x, part_targets, method, part.mask, part.spurious_mask,
-                        options=self._active_options(), example_ids=part.indices, attribution=attribution,
-                    )
-                    for name, values in scores.items():
-                        wrappers[(method_name, name)].update(values)
-                        per_sample[f"{method_name}/{name}"].append(values)
-                    if start < panels:
-                        kept[method_name].append(attribution[: panels - start])
-            result = ExplanationScores(
-                {f"expl/{m}/{name}": float(w.compute()) for (m, name), w in wrappers.items()}
-            )
-            for w in wrappers.values():
-                w.reset()
-            columns = {key: torch.cat(chunks) for key, chunks in per_sample.items()}
-            if samples:
-                local = {"id": share.indices.to(device), "label": share.y, "prediction": predictions, **columns}
-                result.samples = {key: gather_rows(column, probe_total).cpu() for key, column in local.items()}
+            _, columns = explanation_scores(
+                model, self.methods, self.metric_names, share.x, share.y, share.indices, share.mask, share.spurious_mask,
+                options=self._active_options(), target=self.target, batch_size=self.batch_size, table=table,
+            )  # fmt: skip
+            cells = table.compute()
+            table.reset()
+            result = ExplanationScores({f"expl/{m}/{name}": _mean(cells[m][name].value) for m in self.methods for name in self.metric_names})
+            flat = {f"{m}/{name}": columns[m][name] for m in self.methods for name in self.metric_names}
             k = min(panels, len(share))
+            predictions = share.y
+            if samples or k > 0:
+                with torch.no_grad():
+                    predictions = torch.cat(
+                        [model(share.x[i : i + self.batch_size]).argmax(dim=1) for i in range(0, len(share), self.batch_size)]
+                    )  # (n,)
+            if samples:
+                local = {"id": share.indices.to(device), "label": share.y, "prediction": predictions, **flat}
+                result.samples = {key: gather_rows(column, probe_total).cpu() for key, column in local.items()}
             if k > 0:
-                result.ids, result.labels, result.predictions = share.indices[:k].cpu(), share.y[:k].cpu(), predictions[:k].cpu()
-                result.panels = self._panel_rows(model, share.slice(0, k), targets[:k], kept)
-                result.panel_scores = {m: {n: columns[f"{m}/{n}"][:k].cpu() for n in self.metric_names} for m in self.methods}
+                rows = share.slice(0, k)
+                targets = explained_classes(model, rows.x, rows.y, self.target)
+                result.ids, result.labels, result.predictions = rows.indices.cpu(), rows.y.cpu(), predictions[:k].cpu()
+                result.panels = self._panel_rows(model, rows, targets)
+                result.panel_scores = {m: {n: flat[f"{m}/{n}"][:k].cpu() for n in self.metric_names} for m in self.methods}
         return result
 
-    def _panel_rows(self, model: nn.Module, rows: ProbeBatch, targets: Tensor, kept: dict[str, list[Tensor]]) -> dict[str, PanelRows]:
-        """x' and Φ(x') of the panel examples: the same x' the robustness metric scored (its draws
-        are keyed by the example ids, its attacks deterministic)."""
+    def _panel_rows(self, model: nn.Module, rows: ProbeBatch, targets: Tensor) -> dict[str, PanelRows]:
+        """Φ(x), x' and Φ(x') of the panel examples: the same x' the robustness metric scored (its
+        draws are keyed by the example ids, its attacks deterministic)."""
         perturbation, options = self.panel_perturbation()
         panels = {}
         for name, method in self.methods.items():
             perturbed = perturb(model, rows.x, targets, method, perturbation, ids=rows.indices, **options)  # type: ignore[arg-type]
             panels[name] = PanelRows(
                 x=rows.x.cpu(),
-                attribution=torch.cat(kept[name]).cpu(),
+                attribution=method(model, rows.x, targets).cpu(),
                 perturbed=perturbed.cpu(),
                 perturbed_attribution=method(model, perturbed, targets).cpu(),
                 mask=None if rows.mask is None else rows.mask.cpu(),

@@ -22,8 +22,9 @@ With W&B these are history values (so also the run's summary) and the table
 ``sanity/randomisation`` (method, similarity, stage, layer, mean similarity); with other
 loggers the table is ``sanity_check.csv`` in the logger's log directory.
 
-Per-example rows accumulate in the registry's "randomisation" wrappers (:func:`metrics.build_metric`),
-which concatenate across processes.
+The check is :func:`evaluation.randomisation_check`, the algorithm of ``train.py report``'s
+``randomisation`` column; per-example rows accumulate in torchmetrics states that concatenate
+across processes.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import torch
 from pytorch_lightning import LightningModule, Trainer
 from torch import Tensor, nn
 
@@ -42,8 +42,8 @@ from callbacks.explanation_monitor import Target, check_methods
 from callbacks.observe import observing
 from callbacks.probe import ProbeCallback, check_int, classifier, model_device
 from callbacks.run_output import file_directories, log_to_run, wandb_loggers, write_csv
-from metrics import build_metric, check_metric
-from metrics.functional import cascading_randomisation
+from evaluation import RandomisationTable, randomisation_check
+from metrics import check_metric
 
 Similarity = Literal["spearman", "ssim"]
 SIMILARITIES: tuple[str, ...] = ("spearman", "ssim")
@@ -121,37 +121,26 @@ class SanityCheck(ProbeCallback):
         self.target = target
         self.seed = seed
         self.last: SanityResult | None = None
-        self._wrappers = {(m, s): build_metric("randomisation") for m in self.methods for s in self.similarities}
+        self._table = RandomisationTable(list(self.methods), self.similarities)
 
     def state_key_fields(self) -> dict[str, Any]:
         return {**super().state_key_fields(), "methods": list(self.methods), "seed": self.seed}
 
     def evaluate(self, model: nn.Module) -> SanityResult:
-        """The check on the whole probe set, from this rank's share (see :meth:`use_probe`); a
-        collective call under DDP. ``model`` is left as found (the re-initialised layers belong
-        to a copy)."""
+        """The check on the whole probe set, from this rank's share (see :meth:`use_probe`), with
+        :func:`evaluation.randomisation_check` (the algorithm of ``train.py report``'s
+        ``randomisation`` column); a collective call under DDP. ``model`` is left as found (the
+        re-initialised layers belong to a copy)."""
         share = self.share(model_device(model))
-        wrappers = {key: w.to(share.x.device) for key, w in self._wrappers.items()}
+        table = self._table.to(share.x.device)
         with observing(model):
-            layers: list[str] = []
-            for start in range(0, len(share), self.batch_size):
-                part = share.slice(start, start + self.batch_size)
-                if self.target == "label":
-                    targets = part.y
-                else:
-                    with torch.no_grad():
-                        targets = model(part.x).argmax(dim=1)
-                for method_name, method in self.methods.items():
-                    result = cascading_randomisation(model, part.x, targets, method, seed=self.seed)  # (b, L) each
-                    layers = result.layers  # top first, the same for every batch
-                    for name in self.similarities:
-                        wrappers[(method_name, name)].update(getattr(result, name))
-        means = {
-            m: {s: wrappers[(m, s)].compute().cpu() for s in self.similarities} for m in self.methods
-        }
-        for w in wrappers.values():
-            w.reset()
-        return SanityResult(layers, means)
+            randomisation_check(
+                model, self.methods, share.x, share.y, similarities=self.similarities, seed=self.seed,
+                target=self.target, batch_size=self.batch_size, table=table,
+            )  # fmt: skip
+        summary = table.compute()
+        table.reset()
+        return SanityResult(summary.layers, summary.similarity)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.skip(trainer):

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 import torch
 from pytorch_lightning import LightningDataModule
+from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from datamodules.resumable import ResumableDataLoader
 
@@ -85,7 +86,13 @@ class ImageDataModule(LightningDataModule):
         run's ``seed_everything`` value — and resume exactly mid-epoch
         (:class:`ResumableDataLoader`). No loader draws from the global RNG when iterated, so
         evaluation never shifts the training randomness.
+
+        Under DDP, evaluation loaders (validation, test) give each process its own examples
+        without padding (:meth:`evaluation_sampler`): Lightning's distributed sampler would
+        repeat examples to even out the shares, and every evaluation must count each example
+        exactly once.
         """
+        sampler = None if train else self.evaluation_sampler(dataset)
         return ResumableDataLoader(
             dataset,
             batch_size=batch_size,
@@ -94,7 +101,31 @@ class ImageDataModule(LightningDataModule):
             num_workers=num_workers,
             persistent_workers=num_workers > 0,
             pin_memory=torch.cuda.is_available(),
+            **({"sampler": sampler} if sampler is not None else {}),
         )
+
+    def evaluation_sampler(self, dataset: Dataset) -> Sampler[int] | None:
+        """Under DDP, the examples of an evaluation split that this process evaluates: every
+        ``world_size``-th from its rank, none repeated (the shares differ by at most one
+        example; torchmetrics states and ``self.log(sync_dist=True)`` reduce once per epoch,
+        so uneven batch counts are fine). None in a single process, or when Lightning's
+        distributed sampler is turned off (``use_distributed_sampler: false``).
+
+        Raises:
+            ValueError: the split has fewer examples than there are processes (a process with
+                nothing to evaluate would leave the others waiting at the reduction).
+        """
+        trainer = getattr(self, "trainer", None)
+        kwargs = getattr(trainer, "distributed_sampler_kwargs", None) if trainer is not None else None
+        connector = getattr(trainer, "_accelerator_connector", None)
+        if not kwargs or kwargs.get("num_replicas", 1) <= 1 or not getattr(connector, "use_distributed_sampler", True):
+            return None
+        size = len(dataset)  # type: ignore[arg-type]
+        if size < kwargs["num_replicas"]:
+            raise ValueError(
+                f"an evaluation split must hold at least one example per process ({kwargs['num_replicas']}), got {size}"
+            )
+        return UnrepeatedDistributedSampler(dataset, num_replicas=kwargs["num_replicas"], rank=kwargs["rank"], shuffle=False)
 
     def probe_batch(self, size: int, seed: int = 0, split: str = "val") -> ProbeBatch:
         """``size`` examples of ``split`` drawn without replacement by a generator seeded with

@@ -7,7 +7,9 @@ configured apart from the training attack.
 
 Logged keys: ``train/loss``, ``train/acc`` (accuracy on the examples the objective trained on:
 adversarial ones for PGD-AT), ``train/<part>`` for every part the objective reports, and per
-evaluation stage ``<stage>/loss``, ``<stage>/acc`` and ``<stage>/acc_pgd``.
+evaluation stage ``<stage>/loss``, ``<stage>/acc`` and ``<stage>/acc_pgd`` (accuracy under
+``eval_attack``, by default PGD-10 on the cross-entropy: an upper bound on robust accuracy, kept
+as the cheap per-epoch signal for checkpoint selection; the figure to quote is AutoAttack's).
 
 An objective may ask to end training (``objective.stop_requested``, e.g. fast adversarial
 training on catastrophic overfitting); the fit then stops after the current step.
@@ -26,6 +28,7 @@ from pytorch_lightning import LightningModule
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor, nn
+from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from attacks import PGD
@@ -113,8 +116,12 @@ class RobustClassifier(LightningModule):
             other phase swaps them for softplus(β) while it runs.
         backbone_kwargs: extra arguments of the architecture (``width``, ``batch_norm`` ...).
         objective: the training objective (default: ERM).
-        eval_attack: the attack behind ``val/acc_pgd`` and ``test/acc_pgd`` (default: L∞ PGD-10,
-            ε = 8/255, α = 2/255, seeded so that evaluation is repeatable); None skips it.
+        eval_attack: the attack behind ``val/acc_pgd`` and ``test/acc_pgd`` (default: L∞ PGD-10 on
+            the cross-entropy, ε = 8/255, α = 2/255, seeded so that evaluation is repeatable);
+            None skips it. A cheap per-epoch monitor for checkpoint selection: with the
+            cross-entropy loss it is an upper bound that overstates robustness where the softmax
+            saturates (``loss: margin`` or ``dlr`` tighten it; quote AutoAttack, e.g. through
+            ``callbacks.RobustnessEvaluator``).
         optimizer: a callable from parameters to an optimiser (YAML: ``class_path`` and
             ``init_args`` of any ``torch.optim`` class). Default: Adam, lr 1e-3.
         lr_scheduler: optional callable from an optimiser to a scheduler.
@@ -148,6 +155,15 @@ class RobustClassifier(LightningModule):
             raise ValueError(f"scheduler_interval must be one of ('epoch', 'step'), got {scheduler_interval!r}")
         if not softplus_beta > 0:
             raise ValueError(f"softplus_beta must be > 0, got {softplus_beta}")
+        if eval_attack is not None and callable(getattr(eval_attack, "check_num_classes", None)):
+            try:
+                eval_attack.check_num_classes(num_classes)
+            except ValueError as error:
+                problem = str(error)
+            else:
+                problem = ""
+            if problem:
+                raise ValueError(f"eval_attack {problem}")
         if eval_activation not in (None, "relu", "softplus"):
             raise ValueError(f"eval_activation must be one of (None, 'relu', 'softplus'), got {eval_activation!r}")
         eval_activation = activation if eval_activation is None else eval_activation
@@ -172,6 +188,9 @@ class RobustClassifier(LightningModule):
         self.check_finite = check_finite
         self._rng_states_to_restore: dict[str, Any] | None = None
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        # Sum-and-count states reduced by summation: exact under DDP with uneven shares, where
+        # self.log(sync_dist=True) averages a truncated integer count of examples across ranks.
+        self.eval_loss = nn.ModuleDict({s: MeanMetric() for s in ("val", "test")})
         self.eval_acc = nn.ModuleDict({s: MulticlassAccuracy(num_classes, average="micro") for s in ("val", "test")})
         self.eval_acc_pgd = nn.ModuleDict(
             {s: MulticlassAccuracy(num_classes, average="micro") for s in ("val", "test")}
@@ -245,7 +264,8 @@ class RobustClassifier(LightningModule):
         """
         x, y = batch
         logits = self.model(x)
-        self.log(f"{stage}/loss", F.cross_entropy(logits.float(), y), sync_dist=True)
+        self.eval_loss[stage].update(F.cross_entropy(logits.float(), y), weight=y.shape[0])
+        self.log(f"{stage}/loss", self.eval_loss[stage])
         self.eval_acc[stage](logits, y)
         self.log(f"{stage}/acc", self.eval_acc[stage], prog_bar=True)
         if self.eval_attack is not None:

@@ -3,7 +3,8 @@
 From a Lightning checkpoint or an export bundle and a dataset (by default the one the run
 recorded), a report folder holds a table of every attribution method × explanation metric on
 test examples (``report.json`` with the settings used, ``report.md``), a figure of the
-attributions of a few examples, and a plot of accuracy under PGD against ε.
+attributions of a few examples, and accuracy against ε under cross-entropy, margin and DLR PGD and
+AutoAttack side by side, with their per-example worst case (a plot and a table).
 
     settings = ReportSettings(ckpt_path="runs/.../best.ckpt", out_dir="report/")
     plan = plan_report(settings)        # loads and checks everything; ReportError names the option
@@ -18,6 +19,8 @@ uses Lightning only through the datamodules.
 from report.compute import AccuracyCurve, FigureData, MetricResult, ReportResult, compute_report
 from report.output import FILES, report_markdown, report_record, write_report
 from report.plan import (
+    ATTACK_CHOICES,
+    DEFAULT_ATTACKS,
     DEFAULT_METHODS,
     DEFAULT_METRICS,
     MASK_METRICS,
@@ -31,6 +34,8 @@ from report.plan import (
 from report.sources import Source, load_source
 
 __all__ = [
+    "ATTACK_CHOICES",
+    "DEFAULT_ATTACKS",
     "DEFAULT_METHODS",
     "DEFAULT_METRICS",
     "FILES",

@@ -34,7 +34,15 @@ from datamodules import ImageDataModule
 from metrics import METRIC_NAMES
 from report.compute import compute_report
 from report.output import FILES, write_report
-from report.plan import DEFAULT_METHODS, ReportError, ReportSettings, load_checked_source, plan_report
+from report.plan import (
+    ATTACK_CHOICES,
+    DEFAULT_ATTACKS,
+    DEFAULT_METHODS,
+    ReportError,
+    ReportSettings,
+    load_checked_source,
+    plan_report,
+)
 from report.sources import Source
 
 PROG = "python train.py report"
@@ -85,8 +93,13 @@ def build_parser(recorded_data: dict[str, Any] | None = None) -> ArgumentParser:
     parser.add_argument(
         "--norm", type=Literal["linf", "l2"] | None, default=None, help="threat model (default: the recipe's, else linf)"
     )
-    parser.add_argument("--attack_steps", type=int, default=20, help="PGD steps of the accuracy curve (step 2.5 ε / steps)")
-    parser.add_argument("--attack_restarts", type=int, default=1, help="PGD restarts (worst case kept)")
+    parser.add_argument(
+        "--attacks", nargs="+", type=str, default=None,
+        help=f"attacks of the accuracy curve, among {', '.join(ATTACK_CHOICES)} (default: {' '.join(DEFAULT_ATTACKS)}; "
+        "autoattack is the standard version, whose Square Attack takes minutes on a CPU)",
+    )  # fmt: skip
+    parser.add_argument("--attack_steps", type=int, default=20, help="steps of each PGD of the accuracy curve (step 2.5 ε / steps)")
+    parser.add_argument("--attack_restarts", type=int, default=1, help="restarts of each PGD (worst case kept)")
     parser.add_argument(
         "--accuracy_examples", type=int | None, default=None,
         help="test examples of the accuracy curve (default: 1000, or the test split if smaller)",
@@ -192,8 +205,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     lines = [
         f"robustlens: report of {record['source']['kind']} {record['source']['path']}",
         f"  out_dir: {settings.out_dir} ({', '.join(FILES.values())}; {record['seconds']['total']:.1f} s)",
-        f"  clean accuracy {curve['clean']:.4f}; under PGD: "
+        f"  clean accuracy {curve['clean']:.4f}; worst case over {', '.join(curve['by_attack'])}: "
         + ", ".join(f"{a:.3f} at ε={e:.4g}" for e, a in zip(curve["eps"][1:], curve["accuracy"][1:])),
+        *[f"  warning: cross-entropy PGD overstates robustness {w}" for w in curve["warnings"]],
         f"  explanation metrics: {len(record['metrics'])} methods × {len(record['settings']['metrics'])} metrics "
         f"on {record['settings']['examples']} test examples",
     ]

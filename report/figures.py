@@ -4,8 +4,8 @@ display needed).
 - :func:`attribution_figure`: one column per example; the first row shows the input (title:
   label and prediction, red when wrong), each further row one method's map Σ_c |Φ_c|, scaled
   per image to its 99th percentile so that a few extreme pixels do not wash the map out.
-- :func:`accuracy_plot`: accuracy under PGD against ε, with the worst case over ε' ≤ ε where it
-  differs, and the recipe's evaluation ε marked.
+- :func:`accuracy_plot`: accuracy under each attack against ε, the per-example worst case over
+  all of them (and over ε' ≤ ε where it differs), and the recipe's evaluation ε marked.
 """
 
 from __future__ import annotations
@@ -64,19 +64,23 @@ def attribution_figure(data: FigureData, class_names: Sequence[str], path: Path,
 
 
 def accuracy_plot(curve: AccuracyCurve, norm: str, path: Path, marked_eps: float | None = None, title: str = "") -> None:
-    """Write the accuracy-against-ε plot (PNG) of ``curve`` to ``path``."""
-    figure = Figure(figsize=(5.5, 4.0), layout="constrained")
+    """Write the accuracy-against-ε plot (PNG) of ``curve`` to ``path``: one line per attack
+    (cross-entropy PGD dotted: an upper bound), the worst case over all of them in black."""
+    figure = Figure(figsize=(6.0, 4.2), layout="constrained")
     ax = figure.subplots()
-    ax.plot(curve.eps, curve.accuracy, marker="o", label="PGD at ε")
-    if curve.worst_up_to_eps != curve.accuracy:
-        ax.plot(curve.eps, curve.worst_up_to_eps, marker=".", linestyle="--", label="worst case over ε' ≤ ε")
+    for name, accuracy in curve.by_attack.items():
+        style = ":" if name.endswith("-ce") else "-"
+        ax.plot(curve.eps, accuracy, marker="o", markersize=4, linestyle=style, label=name)
+    ax.plot(curve.eps, curve.worst, color="black", linewidth=2, label="worst case over the attacks")
+    if curve.worst_up_to_eps != curve.worst:
+        ax.plot(curve.eps, curve.worst_up_to_eps, color="black", linestyle="--", label="worst case over ε' ≤ ε")
     if marked_eps is not None:
         ax.axvline(marked_eps, color="grey", linestyle=":", label=f"recipe's evaluation ε = {marked_eps:.4g}")
     ax.set_xlabel(f"ε ({'L∞' if norm == 'linf' else 'L2'}, pixels in [0, 1])")
     ax.set_ylabel(f"accuracy ({curve.examples} test examples)")
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     if title:
         ax.set_title(title, fontsize=10)
     figure.savefig(path, dpi=100)

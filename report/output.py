@@ -3,7 +3,11 @@
     report.json           every number, with the settings that produced it (machine-readable)
     report.md             the same as tables: accuracy against ε, methods × metrics
     attributions.png      inputs and each method's maps for a few test examples
-    accuracy_vs_eps.png   accuracy under PGD against ε
+    accuracy_vs_eps.png   accuracy under each attack against ε, and the worst case
+
+When PGD on the cross-entropy leaves more than 5 points more examples standing than AutoAttack
+(or, without AutoAttack, than the strongest other attack) at some ε, the report says so in bold:
+a saturated softmax or masked gradients make the cross-entropy figure an overstatement.
 
 The files are written into a hidden sibling folder and moved into place at the end, so a
 report that fails half-way leaves nothing behind.
@@ -19,13 +23,17 @@ from typing import Any
 
 import torch
 
+from attacks import PGD, AutoAttack
+from attacks.autoattack import sub_attacks
 from export.staging import staged_folder
 from metrics import metric_spec
 from report.compute import ReportResult
 from report.figures import accuracy_plot, attribution_figure
 
 REPORT_FORMAT = "robustlens-report"
-REPORT_VERSION = 1
+REPORT_VERSION = 2
+#: The gap (share of examples) between cross-entropy PGD and AutoAttack that the report flags.
+CE_GAP_WARNING = 0.05
 FILES = {
     "json": "report.json",
     "markdown": "report.md",
@@ -53,6 +61,56 @@ def recipe_eval_eps(result: ReportResult) -> float | None:
     eps = recorded.get("eps")
     same_norm = (recorded.get("norm") or "linf") == result.plan.norm
     return float(eps) if isinstance(eps, (int, float)) and same_norm else None
+
+
+def attack_settings(attack: PGD | AutoAttack, num_classes: int) -> dict[str, Any]:
+    """What an attack of the accuracy curve is, for report.json."""
+    if isinstance(attack, PGD):
+        return {
+            "name": attack.name,
+            "attack": "PGD",
+            "loss": attack.loss,
+            "norm": attack.norm,
+            "steps": attack.steps,
+            "step_size": "2.5 * eps / steps",
+            "random_start": attack.random_start,
+            "restarts": attack.restarts,
+            "seed": attack.seed,
+            "seeded": "per example",
+        }
+    import pyautoattack
+
+    return {
+        "name": attack.name,
+        "attack": "AutoAttack",
+        "version": attack.version,
+        "norm": attack.norm,
+        "runs": list(sub_attacks(attack.version, num_classes)),
+        "implementation": f"pyautoattack {pyautoattack.__version__} (Croce & Hein's code)",
+        "seed": attack.seed,
+        "seeded": "per example" if attack.seeding == "example" else "per batch (the authors' scheme)",
+    }
+
+
+def accuracy_warnings(eps: list[float], by_attack: dict[str, list[float]]) -> list[str]:
+    """Where cross-entropy PGD leaves more than :data:`CE_GAP_WARNING` more examples standing than
+    AutoAttack (the standard version first), or without it the strongest other attack."""
+    ce = [name for name in by_attack if name.startswith("pgd") and name.endswith("-ce")]
+    autoattack = [name for name in ("autoattack", "autoattack-fast") if name in by_attack]
+    others = autoattack[:1] or [name for name in by_attack if name not in ce]
+    warnings = []
+    for reference in ce:
+        for i, radius in enumerate(eps):
+            if radius == 0 or not others:
+                continue
+            strongest = min(others, key=lambda name: by_attack[name][i])
+            gap = by_attack[reference][i] - by_attack[strongest][i]
+            if gap > CE_GAP_WARNING:
+                warnings.append(
+                    f"at ε = {radius:.4g}, {reference} leaves {by_attack[reference][i]:.3f} of the examples correct and "
+                    f"{strongest} {by_attack[strongest][i]:.3f} ({100 * gap:.1f} points fewer)"
+                )
+    return warnings
 
 
 def report_record(result: ReportResult) -> dict[str, Any]:
@@ -93,26 +151,20 @@ def report_record(result: ReportResult) -> dict[str, Any]:
                 "examples_drawn_by": "datamodule.probe_batch(examples, seed, split='test')",
                 "methods": plan.method_options,
                 "metrics": plan.metric_options,
-                "accuracy_attack": {
-                    "name": "PGD",
-                    "norm": plan.norm,
-                    "steps": settings.attack_steps,
-                    "step_size": "2.5 * eps / steps",
-                    "random_start": True,
-                    "restarts": settings.attack_restarts,
-                    "seed": settings.seed,
-                    "examples": curve.examples,
-                },
+                "accuracy_attacks": [attack_settings(a, int(source.loaded.architecture["num_classes"])) for a in plan.attacks],
                 "figure_examples": result.figure.indices.tolist(),
             },
             "accuracy": {
-                "clean": curve.clean_accuracy,
+                "clean": curve.clean,
                 "examples": curve.examples,
+                "norm": plan.norm,
                 "eps": curve.eps,
-                "accuracy": curve.accuracy,
+                "by_attack": curve.by_attack,
+                "accuracy": curve.worst,
                 "worst_up_to_eps": curve.worst_up_to_eps,
                 "non_increasing": curve.non_increasing,
                 "recipe_eval_eps": recipe_eval_eps(result),
+                "warnings": accuracy_warnings(curve.eps, curve.by_attack),
             },
             "metrics": {
                 method: {name: {k: v for k, v in vars(cell).items() if v is not None or k == "value"} for name, cell in row.items()}
@@ -139,11 +191,23 @@ def _options(options: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in options.items()) or "defaults"
 
 
+def _describe_attack(attack: dict[str, Any]) -> str:
+    if attack["attack"] == "PGD":
+        loss = {"ce": "cross-entropy (an upper bound: a cheap monitor)", "margin": "the margin loss (Carlini–Wagner)",
+                "dlr": "the DLR loss (Croce & Hein)"}[attack["loss"]]  # fmt: skip
+        return (
+            f"PGD on {loss}, {attack['steps']} steps of size {attack['step_size']}, random start seeded "
+            f"{attack['seeded']} (seed {attack['seed']}), {attack['restarts']} restart(s)"
+        )
+    runs = ", ".join(name.upper() for name in attack["runs"])
+    return f"AutoAttack, {attack['version']} version ({runs}; {attack['implementation']}), seeded {attack['seeded']}"
+
+
 def report_markdown(record: dict[str, Any]) -> str:
     """``report.md`` from the contents of ``report.json``."""
     data, settings, accuracy = record["data"], record["settings"], record["accuracy"]
+    names = list(accuracy["by_attack"])
     model, source = record["model"], record["source"]
-    attack = settings["accuracy_attack"]
     metrics = list(settings["metrics"])
     lines = [
         f"# Analysis report: {data['name']} classifier ({model['backbone']})",
@@ -156,25 +220,42 @@ def report_markdown(record: dict[str, Any]) -> str:
         "",
         "## Accuracy against ε",
         "",
-        f"PGD under {'L∞' if attack['norm'] == 'linf' else 'L2'}, {attack['steps']} steps of size "
-        f"{attack['step_size']}, random start (seed {attack['seed']}), {attack['restarts']} restart(s), on "
-        f"{accuracy['examples']} test examples; ε = 0 is the clean accuracy.",
+        f"Every attack at every ε under {'L∞' if accuracy['norm'] == 'linf' else 'L2'} (pixels in [0, 1]) on "
+        f"{accuracy['examples']} test examples; an example counts as correct when it is classified correctly and the "
+        "attack does not break it; ε = 0 is the clean accuracy.",
         "",
-        "| ε | accuracy | worst case over ε' ≤ ε |",
-        "|---|---|---|",
+        *[f"- `{a['name']}`: {_describe_attack(a)}" for a in settings["accuracy_attacks"]],
+        "",
+        "| ε | " + " | ".join(names) + " | worst case | worst case over ε' ≤ ε |",
+        "|---" * (len(names) + 3) + "|",
     ]
-    for eps, acc, worst in zip(accuracy["eps"], accuracy["accuracy"], accuracy["worst_up_to_eps"]):
+    for i, (eps, worst, up_to) in enumerate(zip(accuracy["eps"], accuracy["accuracy"], accuracy["worst_up_to_eps"])):
         marker = " (recipe's evaluation ε)" if accuracy["recipe_eval_eps"] is not None and math.isclose(
             eps, accuracy["recipe_eval_eps"]
         ) else ""
-        lines.append(f"| {eps:.4g}{marker} | {_number(acc)} | {_number(worst)} |")
+        cells = " | ".join(_number(accuracy["by_attack"][name][i]) for name in names)
+        lines.append(f"| {eps:.4g}{marker} | {cells} | {_number(worst)} | {_number(up_to)} |")
+    lines += [
+        "",
+        "Quote AutoAttack's figure (`autoattack`, the standard version; `autoattack-fast` is an upper bound on it) or "
+        "the worst case; a cross-entropy PGD figure (`pgd*-ce`) is an upper bound that overstates robustness wherever "
+        "the softmax saturates or the gradients are masked.",
+    ]
+    if accuracy["warnings"]:
+        lines += [
+            "",
+            "**Warning: cross-entropy PGD overstates robustness here** — " + "; ".join(accuracy["warnings"]) + ". "
+            "The cross-entropy's gradient vanishes where the softmax saturates, and masked gradients stall any "
+            "gradient attack on it (Croce & Hein 2020; Carlini et al., \"On Evaluating Adversarial Robustness\", 2019): "
+            "do not report the cross-entropy figure.",
+        ]
     if not accuracy["non_increasing"]:
         lines += [
             "",
-            "**Warning:** accuracy rises with ε somewhere on this curve: PGD at the larger ε missed "
-            "adversarial examples that a smaller budget found. The attack has not converged (more "
-            "`--attack_steps`, `--attack_restarts`) or the gradients are masked (Carlini et al., "
-            "\"On Evaluating Adversarial Robustness\", 2019); trust the worst-case column.",
+            "**Warning:** the worst-case accuracy rises with ε somewhere on this curve: the attacks at the larger ε "
+            "missed adversarial examples that a smaller budget found. They have not converged (more "
+            "`--attack_steps`, `--attack_restarts`, or AutoAttack) or the gradients are masked (Carlini et al., "
+            "\"On Evaluating Adversarial Robustness\", 2019); trust the last column.",
         ]
     lines += ["", f"![accuracy against ε]({FILES['plot']})", "", "## Explanation metrics", ""]
     lines += [

@@ -25,8 +25,12 @@ Defaults (each overridable):
   registry's 0.1), so explanations are tested inside the threat model the model was trained
   for; every ``seed`` option is ``--seed``.
 - accuracy against ε: the recipe's evaluation ε (E) times 0, ¼, ½, 1, 1½, 2, under its norm;
-  without a recorded attack, L∞ ε ∈ {0, 2, 4, 8, 12, 16}/255. PGD with ``attack_steps`` (20)
-  steps of size 2.5 ε / steps (Madry et al. 2018), seeded random start.
+  without a recorded attack, L∞ ε ∈ {0, 2, 4, 8, 12, 16}/255. Attacks (:data:`DEFAULT_ATTACKS`),
+  side by side at every ε: PGD on the cross-entropy, on the margin (Carlini–Wagner) and on the
+  DLR loss (Croce & Hein), each ``attack_steps`` (20) steps of size 2.5 ε / steps (Madry et al.
+  2018) from a random start seeded per example, and AutoAttack's fast version (APGD-CE then
+  APGD-T, the authors' code); ``--attacks ... autoattack`` adds the standard version (its Square
+  Attack runs per example: minutes on a CPU). With 2 classes DLR is undefined and left out.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ import torch
 from jsonargparse import ArgumentParser
 from torch import nn
 
-from attacks import NORMS
+from attacks import NORMS, PGD, AutoAttack
 from attributions import ATTRIBUTION_NAMES, AttributionMethod, GradCAM, attribution_options, build_attribution
 from datamodules import ImageDataModule, ProbeBatch
 from export import CheckpointError
@@ -73,6 +77,10 @@ DEFAULT_EXAMPLES = 100
 DEFAULT_ACCURACY_EXAMPLES = 1000
 EPS_MULTIPLES: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0)
 FALLBACK_EPS: tuple[float, ...] = (0.0, 2 / 255, 4 / 255, 8 / 255, 12 / 255, 16 / 255)
+ATTACK_CHOICES: tuple[str, ...] = ("pgd-ce", "pgd-margin", "pgd-dlr", "autoattack-fast", "autoattack")
+DEFAULT_ATTACKS: tuple[str, ...] = ("pgd-ce", "pgd-margin", "pgd-dlr", "autoattack-fast")
+#: PGD step size as a multiple of ε / steps (Madry et al. 2018 use 2.5 ε / steps).
+STEP_SIZE_FACTOR = 2.5
 TARGETS: tuple[str, ...] = ("predicted", "label")
 Target = Literal["predicted", "label"]
 
@@ -109,7 +117,8 @@ class ReportSettings:
         target: the class explained: "predicted" (what the model decided) or "label".
         eps: the ε grid of the accuracy curve (0 is always added; None: the default grid).
         norm: "linf" or "l2" (None: the recipe's evaluation norm, else "linf").
-        attack_steps: PGD steps for the accuracy curve.
+        attacks: attacks of the accuracy curve, among :data:`ATTACK_CHOICES` (None: the defaults).
+        attack_steps: steps of each PGD of the accuracy curve.
         attack_restarts: PGD restarts (the worst case per example is kept).
         accuracy_examples: test examples of the accuracy curve (None: 1 000 or the test split).
         figure_examples: examples shown in the attribution figure.
@@ -132,6 +141,7 @@ class ReportSettings:
     target: Target = "predicted"
     eps: Sequence[float] | None = None
     norm: Literal["linf", "l2"] | None = None
+    attacks: Sequence[str] | None = None
     attack_steps: int = 20
     attack_restarts: int = 1
     accuracy_examples: int | None = None
@@ -162,6 +172,7 @@ class ReportPlan:
         metric_options: the full options of each metric.
         eps: the ε grid, ascending, starting at 0.
         norm: the threat model of the accuracy curve.
+        attacks: the attacks of the accuracy curve (templates, run at every ε).
     """
 
     settings: ReportSettings
@@ -180,6 +191,7 @@ class ReportPlan:
     metric_options: dict[str, dict[str, Any]]
     eps: list[float]
     norm: str
+    attacks: list[PGD | AutoAttack] = field(default_factory=list)
 
 
 def _is_int(value: Any) -> bool:
@@ -308,6 +320,31 @@ def _eps_grid(settings: ReportSettings, source: Source) -> tuple[list[float], st
     return sorted({0.0, *grid}), norm
 
 
+def _attacks(settings: ReportSettings, norm: str, num_classes: int) -> list[PGD | AutoAttack]:
+    """The attack templates of the accuracy curve, built and checked against the model's classes."""
+    if settings.attacks is None:
+        names = [n for n in DEFAULT_ATTACKS if not (n == "pgd-dlr" and num_classes < 3)]
+    else:
+        names = _check_names("attacks", settings.attacks, ATTACK_CHOICES)
+    built: list[PGD | AutoAttack] = []
+    for name in names:
+        attack: PGD | AutoAttack
+        if name.startswith("pgd-"):
+            # At the reference radius 1; at_eps(ε) scales the step to 2.5 ε / steps.
+            attack = PGD(
+                eps=1.0, step_size=STEP_SIZE_FACTOR / settings.attack_steps, steps=settings.attack_steps,
+                norm=norm, restarts=settings.attack_restarts, seed=settings.seed, loss=name.split("-", 1)[1],  # type: ignore[arg-type]
+            )  # fmt: skip
+        else:
+            attack = AutoAttack(eps=1.0, norm=norm, version="fast" if name == "autoattack-fast" else "standard", seed=settings.seed)  # type: ignore[arg-type]
+        try:
+            attack.check_num_classes(num_classes)
+        except ValueError as error:
+            raise ReportError("attacks", f"attacks must run on this {num_classes}-class model; {name!r}: {error}") from error
+        built.append(attack)
+    return built
+
+
 def _methods(settings: ReportSettings) -> tuple[dict[str, AttributionMethod], dict[str, dict[str, Any]]]:
     names = _check_names("methods", settings.methods, ATTRIBUTION_NAMES)
     _check_option_keys("method_options", settings.method_options, names, "method")
@@ -405,9 +442,12 @@ def plan_report(settings: ReportSettings, source: Source | None = None) -> Repor
     methods, method_options = _methods(settings)  # names first: cheap, and the commonest typo
     if settings.metrics is not None:
         _check_names("metrics", settings.metrics, METRIC_NAMES)
+    if settings.attacks is not None:
+        _check_names("attacks", settings.attacks, ATTACK_CHOICES)
     if source is None:
         source = load_checked_source(settings.ckpt_path, settings.bundle)
     eps, norm = _eps_grid(settings, source)
+    attacks = _attacks(settings, norm, int(source.loaded.architecture["num_classes"]))
     datamodule, data_config = _datamodule(settings, source)
     _check_fit(datamodule, source)
     try:
@@ -448,4 +488,5 @@ def plan_report(settings: ReportSettings, source: Source | None = None) -> Repor
         metric_options=metric_options,
         eps=eps,
         norm=norm,
+        attacks=attacks,
     )

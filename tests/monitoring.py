@@ -54,8 +54,13 @@ def monitor(**overrides: Any) -> ExplanationMonitor:
     return ExplanationMonitor(**(options | overrides))
 
 
+def curve_pgd(steps: int = 3) -> PGD:
+    """PGD from x on the cross-entropy, α = 2.5 ε / steps at every radius (given at ε = 0.1)."""
+    return PGD(eps=0.1, step_size=0.25 / steps, steps=steps, random_start=False)
+
+
 def robustness(**overrides: Any) -> RobustnessEvaluator:
-    options: dict[str, Any] = dict(eps=[0.0, 0.05, 0.1], steps=3, probe_size=12, batch_size=5)
+    options: dict[str, Any] = dict(eps=[0.0, 0.05, 0.1], attacks=[curve_pgd()], probe_size=12, batch_size=5)
     return RobustnessEvaluator(**(options | overrides))
 
 

@@ -97,14 +97,23 @@ def test_shares_tile_the_probe_set_in_rank_order(n: int, world_size: int) -> Non
         (lambda: RobustnessEvaluator(eps=[]), "eps"),
         (lambda: RobustnessEvaluator(eps=[0.1, 0.1]), "eps"),
         (lambda: RobustnessEvaluator(eps=[0.1, 1.5]), "eps"),
-        (lambda: RobustnessEvaluator(steps=0), "steps"),
+        (lambda: RobustnessEvaluator(attacks=[]), "attacks"),
+        (lambda: RobustnessEvaluator(attacks=[PGD(seed=None)]), "attacks"),  # an unseeded random start
+        (lambda: RobustnessEvaluator(attacks=[PGD(steps=3, seed=0), PGD(steps=3, seed=1)]), "attacks"),  # one name twice
+        (lambda: RobustnessEvaluator(attacks=[PGD(seed=0), PGD(norm="l2", loss="margin", seed=0)]), "attacks"),
+        (lambda: RobustnessEvaluator(eps=[0.1], attacks=[PGD(norm="l2", seed=0)]), None),  # valid: L2 allows any ε >= 0
+        (lambda: RobustnessEvaluator(prefix="robust/final"), "prefix"),
+        (lambda: RobustnessEvaluator(at_fit_end="yes"), "at_fit_end"),
         (lambda: RobustnessEvaluator(every_n_steps=0), "every_n_steps"),
         (lambda: SanityCheck(similarities=["pearson"]), "similarities"),
         (lambda: SanityCheck(methods=["nope"]), "methods"),
         (lambda: SanityCheck(seed=-1), "seed"),
     ],
 )
-def test_bad_options_fail_when_built_naming_the_option(build, argument: str) -> None:
+def test_bad_options_fail_when_built_naming_the_option(build, argument: str | None) -> None:
+    if argument is None:
+        build()
+        return
     with pytest.raises(ValueError, match=rf"^{argument} must"):
         build()
 
@@ -178,12 +187,15 @@ def test_robustness_curve_equals_pgd_at_each_radius_and_never_increases(trained_
     values = callback.evaluate(trained_shapes.model)
     model, x, y = trained_shapes.model, probe.x, probe.y
     with torch.no_grad():
-        robust = model(x).argmax(1) == y
-    assert values["robust/acc@eps=0"] == pytest.approx(robust.float().mean().item())
-    for eps in (0.05, 0.15):  # a broken example stays broken at a larger radius
-        x_adv = PGD(eps=eps, step_size=2.5 * eps / 3, steps=3, random_start=False)(model, x, y)
+        clean = model(x).argmax(1) == y
+    robust = clean
+    assert values["robust/acc@eps=0"] == pytest.approx(clean.float().mean().item())
+    for eps in (0.05, 0.15):
+        x_adv = PGD(eps=eps, step_size=2.5 * eps / 3, steps=3, random_start=False)(model, x, y)  # α scaled with ε
         with torch.no_grad():
-            robust = robust & (model(x_adv).argmax(1) == y)
+            here = clean & (model(x_adv).argmax(1) == y)
+        robust = robust & here  # a broken example stays broken at a larger radius
+        assert values[f"robust/pgd3-ce/acc@eps={eps:g}"] == pytest.approx(here.float().mean().item())
         assert values[f"robust/acc@eps={eps:g}"] == pytest.approx(robust.float().mean().item())
     curve = [values[f"robust/acc@eps={e:g}"] for e in (0.0, 0.05, 0.15)]
     assert curve == sorted(curve, reverse=True) and curve[0] > curve[-1]

@@ -20,6 +20,7 @@ import torch
 from pytorch_lightning.loggers import CSVLogger
 from torch import nn
 
+from attacks import PGD, AutoAttack
 from datamodules import ProbeBatch, generate_shapes
 from tests.conftest import tiny_trainer_kwargs
 from tests.ddp import run_distributed
@@ -32,15 +33,19 @@ N = 11  # shares of 6 and 5
 def _evaluate(model: nn.Module, probe: ProbeBatch, rank: int = 0, world_size: int = 1) -> dict[str, Any]:
     explanation = monitor(probe_size=len(probe), batch_size=4, panels=2)
     curve = robustness(probe_size=len(probe), batch_size=4)
+    # Random starts and AutoAttack's draws seeded per example: each image's verdict is the same on any rank.
+    attacks = [PGD(eps=0.1, step_size=0.03, steps=3, seed=0, loss="margin"), AutoAttack(eps=0.1, version="fast")]
+    strong = robustness(eps=[0.0, 0.02, 0.05], attacks=attacks, probe_size=len(probe), batch_size=4, prefix="strong")
     check = sanity(probe_size=len(probe), batch_size=4)
-    for callback in (explanation, curve, check):
+    for callback in (explanation, curve, strong, check):
         callback.use_probe(probe, rank=rank, world_size=world_size)
     scores = explanation.evaluate(model, samples=True, panels=2)
     return {
         "expl": scores.values,
         "samples": scores.samples,
         "panel_ids": scores.ids,
-        "robust": curve.evaluate(model),
+        "robust": curve.evaluate(model) | strong.evaluate(model),
+        "examples": strong.accuracy.examples,  # type: ignore[union-attr]
         "sanity": check.evaluate(model).similarity,
     }
 
@@ -67,6 +72,8 @@ def test_two_processes_log_the_values_of_one(tmp_path: Path) -> None:
         for key, column in single["samples"].items():
             torch.testing.assert_close(result["samples"][key], column, rtol=1e-4, atol=1e-5, equal_nan=True, msg=key)
         assert result["robust"] == pytest.approx(single["robust"], abs=1e-6)
+        assert result["examples"] == N  # every example counted once: 6 + 5, nothing repeated
+        assert all(abs(v * N - round(v * N)) < 1e-6 for v in result["robust"].values())
         for method, by_similarity in single["sanity"].items():
             for name, means in by_similarity.items():
                 torch.testing.assert_close(result["sanity"][method][name], means, rtol=1e-4, atol=1e-5)
