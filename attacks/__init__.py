@@ -12,6 +12,7 @@ from attacks.attack_losses import (
     margin_loss,
     per_example_cross_entropy,
 )
+from attacks.base import EvaluationAttack
 from attacks.pgd import PGD
 from attacks.autoattack import AUTOATTACK_VERSIONS, AutoAttack, AutoAttackVersion
 from attacks.threat_models import NORMS, L2Threat, LinfThreat, Norm, ThreatModel, make_threat_model
@@ -35,6 +36,7 @@ __all__ = [
     "MODEL_MODES",
     "NORMS",
     "PGD",
+    "EvaluationAttack",
     "ExplanationAttackResult",
     "L2Threat",
     "LinfThreat",

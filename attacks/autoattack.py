@@ -68,6 +68,7 @@ from pyautoattack.fab_pt import FABAttack_PT
 from pyautoattack.square import SquareAttack
 from torch import Tensor, nn
 
+from attacks.base import EvaluationAttack
 from attacks.example_noise import content_ids, example_noise, example_seed
 from attacks.modes import module_mode
 from attacks.threat_models import Norm, make_threat_model
@@ -219,7 +220,7 @@ def _cuda_devices(x: Tensor) -> list[int]:
     return sorted(devices)
 
 
-class AutoAttack:
+class AutoAttack(EvaluationAttack):
     """AutoAttack (Croce & Hein, ICML 2020) under L∞ or L2, through the authors' implementation.
 
     ``AutoAttack(eps=8/255)(model, x, y)`` returns, for each example, an adversarial example

@@ -22,6 +22,7 @@ import copy
 import torch
 from torch import Tensor, nn
 
+from attacks.base import EvaluationAttack
 from attacks.attack_losses import LOSS_FUNCTIONS, AttackLoss, LossFn, check_attack_loss, check_loss_classes
 from attacks.example_noise import content_ids, example_seed
 from attacks.modes import MODEL_MODES, ModelMode, module_mode
@@ -35,7 +36,7 @@ def _normal_tensor(t: Tensor) -> Tensor:
     return t.clone() if t.is_inference() else t
 
 
-class PGD:
+class PGD(EvaluationAttack):
     """PGD attack under L∞ or L2, with random start and restarts.
 
     Gradients are taken with ``torch.autograd.grad`` with respect to the input only, so the

@@ -39,7 +39,7 @@ from typing import Any
 from pytorch_lightning import LightningModule, Trainer
 from torch import nn
 
-from attacks import PGD, AutoAttack
+from attacks import PGD, EvaluationAttack
 from callbacks.observe import observing
 from callbacks.probe import PeriodicProbeCallback, classifier, model_device
 from callbacks.run_output import log_to_run
@@ -80,7 +80,7 @@ class RobustnessEvaluator(PeriodicProbeCallback):
     def __init__(
         self,
         eps: Sequence[float] = (0.0, 2 / 255, 4 / 255, 8 / 255),
-        attacks: Sequence[PGD | AutoAttack] | None = None,
+        attacks: Sequence[EvaluationAttack] | None = None,
         probe_size: int = 128,
         probe_seed: int = 1,
         batch_size: int = 128,

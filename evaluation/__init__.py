@@ -23,7 +23,6 @@ from evaluation.explanation_scores import (
 )
 from evaluation.randomisation import SIMILARITIES, RandomisationSummary, RandomisationTable, randomisation_check
 from evaluation.robust_accuracy import (
-    EvaluationAttack,
     RobustAccuracy,
     RobustCorrectness,
     RobustCounts,
@@ -36,7 +35,6 @@ __all__ = [
     "SIMILARITIES",
     "TARGETS",
     "BatchScores",
-    "EvaluationAttack",
     "RandomisationSummary",
     "RandomisationTable",
     "RobustAccuracy",

@@ -26,29 +26,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torchmetrics import Metric
 
-from attacks import module_mode
-
-
-class EvaluationAttack(Protocol):
-    """What the evaluation needs of an attack (:class:`attacks.PGD`, :class:`attacks.AutoAttack`)."""
-
-    eps: float
-    norm: str
-
-    @property
-    def name(self) -> str: ...
-
-    def at_eps(self, eps: float) -> EvaluationAttack: ...
-
-    def check_num_classes(self, num_classes: int) -> None: ...
-
-    def __call__(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor: ...
+from attacks import EvaluationAttack, module_mode
 
 
 def check_attacks(attacks: Sequence[Any], eps: Sequence[float], argument: str = "attacks") -> list[EvaluationAttack]:
@@ -62,7 +46,7 @@ def check_attacks(attacks: Sequence[Any], eps: Sequence[float], argument: str = 
     if isinstance(attacks, (str, bytes)) or not isinstance(attacks, Sequence) or len(attacks) == 0:
         raise ValueError(f"{argument} must be a non-empty list of attacks (attacks.PGD, attacks.AutoAttack), got {attacks!r}")
     for i, attack in enumerate(attacks):
-        if not all(callable(getattr(attack, m, None)) for m in ("at_eps", "check_num_classes")) or not callable(attack):
+        if not isinstance(attack, EvaluationAttack):
             raise ValueError(f"{argument} must hold evaluation attacks (attacks.PGD, attacks.AutoAttack), got {argument}[{i}] = {attack!r}")
         if getattr(attack, "random_start", False) and getattr(attack, "seed", 0) is None:
             raise ValueError(

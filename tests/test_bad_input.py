@@ -57,7 +57,7 @@ def _pngs(inputs: Path, mode: str = "L") -> None:
 
 
 def _extra_callback(name: str, **init_args: object) -> str:
-    """Append one more monitoring callback (index 5, after the quickstart's five) to the recipe."""
+    """Append one more monitoring callback (index 6, after the quickstart's six) to the recipe."""
     return "--trainer.callbacks+=" + json.dumps({"class_path": f"callbacks.{name}", "init_args": init_args})
 
 
@@ -126,10 +126,32 @@ CASES = {
     ),
     "unknown metric in a callback": Case(
         [_extra_callback("ExplanationMonitor", metrics=["topk_intersection@nois"])],
-        ["trainer.callbacks[5].init_args.metrics", "topk_intersection@noise", "topk_intersection@nois"],
+        ["trainer.callbacks[6].init_args.metrics", "topk_intersection@noise", "topk_intersection@nois"],
     ),
     "callback cadence of 0": Case(
-        [_extra_callback("RobustnessEvaluator", every_n_epochs=0)], ["trainer.callbacks[5].init_args.every_n_epochs", ">= 1"]
+        [_extra_callback("RobustnessEvaluator", every_n_epochs=0)], ["trainer.callbacks[6].init_args.every_n_epochs", ">= 1"]
+    ),
+    "unknown attack in an evaluator": Case(
+        [_extra_callback("RobustnessEvaluator", attacks=[{"class_path": "attacks.Nope"}])],
+        ["trainer.callbacks", "attacks", "attacks.Nope"],
+    ),
+    "empty attack list": Case(
+        [_extra_callback("RobustnessEvaluator", attacks=[])], ["trainer.callbacks[6].init_args.attacks", "non-empty"]
+    ),
+    "AutoAttack version that does not exist": Case(
+        [_extra_callback("RobustnessEvaluator", attacks=[{"class_path": "attacks.AutoAttack", "init_args": {"version": "plus"}}])],
+        ["trainer.callbacks", "version", "standard", "fast", "plus"],
+    ),
+    "AutoAttack eps outside the L∞ range": Case(
+        [_extra_callback("RobustnessEvaluator", attacks=[{"class_path": "attacks.AutoAttack", "init_args": {"eps": 1.5}}])],
+        ["trainer.callbacks", "eps", "[0, 1]"],
+    ),
+    "evaluator radius outside the L∞ range": Case(
+        [_extra_callback("RobustnessEvaluator", eps=[0.1, 2.0])], ["trainer.callbacks[6].init_args.eps", "[0, 1]", "2.0"]
+    ),
+    "unknown attack loss": Case(["--model.eval_attack.init_args.loss=hinge"], ["model.eval_attack", "loss", "margin", "hinge"]),
+    "DLR loss on two classes": Case(
+        ["--model.eval_attack.init_args.loss=dlr", "--data.init_args.num_classes=2"], ["model.eval_attack", "dlr", "3 classes"]
     ),
     "probe set larger than the validation split": Case(
         [_extra_callback("SanityCheck", probe_size=500)], ["trainer.callbacks", "SanityCheck", "probe_size", "at most 128"]

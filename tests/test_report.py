@@ -10,6 +10,8 @@ import pytest
 import torch
 
 import train
+from attacks import PGD, AutoAttack
+from callbacks import ExplanationMonitor, RobustnessEvaluator, SanityCheck
 from datamodules import SyntheticShapes
 from export import load_classifier
 from report import DEFAULT_METHODS, DEFAULT_METRICS, MASK_METRICS, FILES
@@ -71,7 +73,7 @@ def default_report(model_files: dict[str, Path], tmp_path_factory: pytest.TempPa
     report(
         "--ckpt_path", str(model_files["checkpoint"]), "--out_dir", str(out),
         "--num_examples", "8", "--figure_examples", "4", "--method_options", FAST_METHODS,
-        "--attack_steps", "5",
+        "--attack_steps", "5", "--accuracy_examples", "16",
     )  # fmt: skip
     return out
 
@@ -104,13 +106,20 @@ def test_report_writes_the_table_the_figure_and_the_plot(default_report: Path) -
     assert settings["examples"] == 8 and len(settings["figure_examples"]) == 4
     assert settings["methods"]["integrated_gradients"]["steps"] == 8
     assert settings["metrics"]["topk_intersection@pgd"]["eps"] == pytest.approx(0.1)  # the recipe's eval ε
-    assert settings["accuracy_attack"]["steps"] == 5
+    attacks = settings["accuracy_attacks"]
+    assert [a["name"] for a in attacks] == ["pgd5-ce", "pgd5-margin", "pgd5-dlr", "autoattack-fast"]
+    assert attacks[-1]["runs"] == ["apgd-ce", "apgd-dlr"]  # 3 classes: untargeted DLR, not APGD-T
     assert record["data"]["split_size"] == TEST_SIZE and record["data"]["config_from"] == "the recorded recipe"
     # The edge control ignores the model: randomising the network leaves it as it is.
     assert record["metrics"]["edge"]["randomisation"]["value"] == pytest.approx(1.0)
     assert len(record["metrics"]["saliency"]["randomisation"]["per_layer"]) == len(record["randomisation_layers"])
     # Default ε grid: the recipe's evaluation ε (0.1) times 0, 1/4, 1/2, 1, 3/2, 2.
-    assert record["accuracy"]["eps"] == pytest.approx([0.0, 0.025, 0.05, 0.1, 0.15, 0.2])
+    accuracy = record["accuracy"]
+    assert accuracy["eps"] == pytest.approx([0.0, 0.025, 0.05, 0.1, 0.15, 0.2])
+    assert list(accuracy["by_attack"]) == [a["name"] for a in attacks]
+    for i in range(len(accuracy["eps"])):  # the worst case is the minimum over the attacks (per example, so at most)
+        assert accuracy["accuracy"][i] <= min(curve[i] for curve in accuracy["by_attack"].values())
+        assert accuracy["worst_up_to_eps"][i] <= accuracy["accuracy"][i]
 
     text = (default_report / FILES["markdown"]).read_text()
     header, rows = markdown_table(text, "method")
@@ -118,6 +127,7 @@ def test_report_writes_the_table_the_figure_and_the_plot(default_report: Path) -
     assert [row[0] for row in rows] == list(DEFAULT_METHODS)
     assert rows[list(DEFAULT_METHODS).index("edge")][1 + metrics.index("randomisation")] == "1"
     header, rows = markdown_table(text, "ε")
+    assert header[1:] == [*accuracy["by_attack"], "worst case", "worst case over ε' ≤ ε"]
     assert len(rows) == len(record["accuracy"]["eps"])
     assert float(rows[0][1]) == pytest.approx(record["accuracy"]["clean"], abs=1e-3)
     assert FILES["figure"] in text and FILES["plot"] in text
@@ -138,7 +148,8 @@ def test_checkpoint_and_its_bundle_give_the_same_numbers(model_files: dict[str, 
         "--method_options", "{smoothgrad: {n_samples: 3}}",
         "--metrics", "topk_intersection@noise", "max_sensitivity", "infidelity", "randomisation", "relevance_rank",
         "--metric_options", "{max_sensitivity: {n_samples: 4}, infidelity: {n_samples: 10}}",
-        "--eps", "0.05", "0.1", "--attack_steps", "4", "--figure_examples", "3",
+        "--eps", "0.05", "0.1", "--attack_steps", "4", "--figure_examples", "3", "--attacks", "pgd-ce", "pgd-margin",
+        "--accuracy_examples", "24",
     ]  # fmt: skip
     from_checkpoint = report("--ckpt_path", str(model_files["checkpoint"]), "--out_dir", str(tmp_path / "c"), *common)
     from_bundle = report("--bundle", str(model_files["bundle"]), "--out_dir", str(tmp_path / "b"), *common)
@@ -163,7 +174,7 @@ def test_accuracy_is_clean_at_zero_and_falls_with_eps(model_files: dict[str, Pat
     record = report(
         "--ckpt_path", str(model_files["checkpoint"]), "--out_dir", str(tmp_path / "acc"),
         "--methods", "edge", "--metrics", "pointing_game", "--num_examples", "4", "--figure_examples", "2",
-        "--accuracy_examples", "40", "--eps", *eps, "--attack_steps", "40", "--seed", "3",
+        "--accuracy_examples", "40", "--eps", *eps, "--attack_steps", "40", "--seed", "3", "--attacks", "pgd-ce", "pgd-dlr",
     )  # fmt: skip
     curve = record["accuracy"]
     # Clean accuracy on the same 40 examples, computed here from the checkpoint and the data.
@@ -251,3 +262,68 @@ def test_existing_out_dir_is_kept_unless_overwrite(default_report: Path, model_f
     with pytest.raises(SystemExit):
         train.main(["report", "--no_progress", "--ckpt_path", str(model_files["checkpoint"]), "--out_dir", str(default_report)])
     assert {p.name: p.stat().st_mtime_ns for p in default_report.iterdir()} == before
+
+
+def test_the_callbacks_and_a_report_give_the_same_numbers_on_the_same_model_and_examples(
+    model_files: dict[str, Path], tmp_path: Path
+) -> None:
+    """The monitor, the evaluator and the sanity check on the report's own examples (the test split,
+    drawn with the report's seed) equal the report's table, curve and randomisation column: both
+    call the same evaluation core."""
+    n, methods, metrics = 12, ["saliency", "integrated_gradients"], ["topk_intersection@noise", "spearman@noise", "relevance_mass"]
+    record = report(
+        "--ckpt_path", str(model_files["checkpoint"]), "--out_dir", str(tmp_path / "r"), "--target", "label",
+        "--num_examples", str(n), "--accuracy_examples", str(n), "--figure_examples", "2", "--batch_size", "5",
+        "--methods", *methods, "--method_options", "{integrated_gradients: {steps: 4}}",
+        "--metrics", *metrics, "randomisation", "--eps", "0.05", "0.1",
+        "--attacks", "pgd-ce", "pgd-margin", "autoattack-fast", "--attack_steps", "4",
+    )  # fmt: skip
+    loaded = load_classifier(model_files["checkpoint"])
+    probe = SyntheticShapes(**record["data"]["config"]["init_args"]).probe_batch(n, seed=0, split="test")
+    monitor = ExplanationMonitor(
+        methods=methods, metrics=metrics, method_options={"integrated_gradients": {"steps": 4}},
+        metric_options={"topk_intersection@noise": {"eps": 0.1}, "spearman@noise": {"eps": 0.1}}, probe_size=n, batch_size=5,
+    )  # fmt: skip
+    attacks = [
+        PGD(eps=1.0, step_size=2.5 / 4, steps=4, seed=0),
+        PGD(eps=1.0, step_size=2.5 / 4, steps=4, seed=0, loss="margin"),
+        AutoAttack(eps=1.0, version="fast", seed=0),
+    ]
+    evaluator = RobustnessEvaluator(eps=[0.0, 0.05, 0.1], attacks=attacks, probe_size=n, batch_size=5)
+    check = SanityCheck(methods=methods, method_options={"integrated_gradients": {"steps": 4}}, similarities=["spearman"], probe_size=n, batch_size=5)
+    for callback in (monitor, evaluator, check):
+        callback.use_probe(probe)
+    model = loaded.model.eval()
+    explained, robust, sanity = monitor.evaluate(model).values, evaluator.evaluate(model), check.evaluate(model)
+
+    for method in methods:
+        for metric in metrics:
+            assert explained[f"expl/{method}/{metric}"] == record["metrics"][method][metric]["value"], (method, metric)
+        assert sanity.similarity[method]["spearman"].tolist() == record["metrics"][method]["randomisation"]["per_layer"]
+    curve = record["accuracy"]
+    for i, eps in enumerate(curve["eps"]):
+        for name, accuracy in curve["by_attack"].items():
+            assert robust[f"robust/{name}/acc@eps={eps:g}"] == accuracy[i], (name, eps)
+        assert robust[f"robust/acc@eps={eps:g}"] == curve["worst_up_to_eps"][i]
+
+
+def test_a_saturated_softmax_is_flagged_in_the_report(model_files: dict[str, Path], tmp_path: Path) -> None:
+    """The trained model with its logits × 10⁴ (the last layer scaled): the same predictions, a
+    softmax at exactly 0 or 1. Cross-entropy PGD stalls; AutoAttack does not; the report warns."""
+    checkpoint = torch.load(model_files["checkpoint"], weights_only=True)
+    last = [k for k in checkpoint["state_dict"] if k.startswith("model.net.")][-2:]  # the last Linear: weight, bias
+    assert [k.rsplit(".", 1)[1] for k in last] == ["weight", "bias"]
+    for key in last:
+        checkpoint["state_dict"][key] = checkpoint["state_dict"][key] * 1e4
+    saturated = tmp_path / "saturated.ckpt"
+    torch.save(checkpoint, saturated)
+    quick = ["--methods", "edge", "--metrics", "pointing_game", "--num_examples", "4", "--figure_examples", "2",
+             "--eps", "0.1", "--accuracy_examples", "24", "--attacks", "pgd-ce", "pgd-margin", "autoattack-fast"]  # fmt: skip
+    record = report("--ckpt_path", str(saturated), "--out_dir", str(tmp_path / "s"), *quick)
+    by_attack = record["accuracy"]["by_attack"]
+    assert by_attack["pgd20-ce"][1] > by_attack["autoattack-fast"][1] + 0.3
+    assert by_attack["pgd20-margin"][1] < by_attack["pgd20-ce"][1] - 0.3
+    assert len(record["accuracy"]["warnings"]) == 1 and "autoattack-fast" in record["accuracy"]["warnings"][0]
+    assert "**Warning: cross-entropy PGD overstates robustness here**" in (tmp_path / "s" / FILES["markdown"]).read_text()
+    plain = report("--ckpt_path", str(model_files["checkpoint"]), "--out_dir", str(tmp_path / "p"), *quick)
+    assert plain["accuracy"]["warnings"] == []  # the same model without the scaling: no warning
