@@ -209,3 +209,55 @@ def test_seeded_attack_gives_an_image_the_same_start_in_any_batch(norm: str, eps
     torch.testing.assert_close(halves, whole)
     other_seed = PGD(eps=eps, step_size=eps / 4, steps=2, norm=norm, seed=12, restarts=2)(model, x, y)
     assert not torch.allclose(other_seed, whole)
+
+
+# -- attack losses: cross-entropy, margin (Carlini–Wagner), DLR (Croce & Hein) ------------------
+
+
+def test_margin_and_dlr_losses_are_their_closed_forms_and_dlr_is_the_authors() -> None:
+    from pyautoattack.autopgd_base import APGDAttack
+
+    from attacks import dlr_loss, margin_loss
+
+    z = torch.tensor([[3.0, 1.0, 0.0, -1.0], [0.5, 2.0, 1.5, 0.0]])
+    y = torch.tensor([0, 2])
+    # Example 0 is right (best other 1.0); example 1 is wrong (best other 2.0 > 1.5).
+    torch.testing.assert_close(margin_loss(z, y), torch.tensor([1.0 - 3.0, 2.0 - 1.5]))
+    torch.testing.assert_close(dlr_loss(z, y), torch.tensor([-(3.0 - 1.0) / (3.0 - 0.0), -(1.5 - 2.0) / (2.0 - 0.5)]))
+    logits, labels = torch.randn(64, 10), torch.randint(0, 10, (64,))
+    authors = APGDAttack(lambda t: t, eps=0.1).dlr_loss(logits, labels)
+    torch.testing.assert_close(dlr_loss(logits, labels), authors)
+    # DLR ignores a shift and a positive rescaling of the logits (a saturated softmax changes nothing).
+    torch.testing.assert_close(dlr_loss(1e4 * logits + 7.0, labels), dlr_loss(logits, labels), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="^loss 'dlr' needs at least 3 classes"):
+        dlr_loss(torch.randn(4, 2), torch.zeros(4, dtype=torch.long))
+
+
+def test_pgd_losses_by_name_radii_and_class_counts() -> None:
+    with pytest.raises(ValueError, match="^loss must be one of"):
+        PGD(loss="hinge")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="^loss 'dlr' needs at least 3 classes"):
+        PGD(loss="dlr").check_num_classes(2)
+    PGD(loss="margin").check_num_classes(2)
+    assert PGD(steps=40, loss="margin").name == "pgd40-margin" and PGD(restarts=5, loss="dlr").name == "pgd10x5-dlr"
+    attack = PGD(eps=0.1, step_size=0.025, steps=10, loss="dlr", seed=3)
+    scaled = attack.at_eps(0.05)
+    assert (scaled.eps, scaled.threat.eps, scaled.loss, scaled.seed) == (0.05, 0.05, "dlr", 3)
+    assert scaled.step_size == pytest.approx(0.0125)  # α/ε kept
+    assert attack.eps == 0.1  # the template is left as it was
+    with pytest.raises(ValueError, match="^eps must be in"):
+        attack.at_eps(1.5)
+    assert "loss=dlr" in repr(attack)  # the objectives' shared-step cache is keyed by the repr
+
+
+@pytest.mark.parametrize("loss", ["margin", "dlr"])
+def test_margin_and_dlr_pgd_raise_their_loss_and_stay_in_the_ball(loss: str) -> None:
+    torch.manual_seed(0)
+    model = build_model("small_cnn", 3, (1, 8, 8), (0.5,), (0.25,), backbone_kwargs={"width": 4, "hidden": 8}).eval()
+    x, y = _inputs(), torch.randint(0, 3, (16,))
+    x_adv = PGD(eps=0.1, step_size=0.03, steps=5, seed=0, loss=loss)(model, x, y)  # type: ignore[arg-type]
+    assert ((x_adv - x).abs().amax() <= 0.1 + 1e-6) and x_adv.min() >= 0 and x_adv.max() <= 1
+    from attacks.attack_losses import LOSS_FUNCTIONS
+
+    with torch.no_grad():
+        assert LOSS_FUNCTIONS[loss](model(x_adv), y).mean() > LOSS_FUNCTIONS[loss](model(x), y).mean()

@@ -81,7 +81,9 @@ def _shrunk_quickstart(tmp_path: Path, *extra: str, config: Path = QUICKSTART) -
     ]
 
 
-def test_quickstart_run_read_back_from_wandb_offline_holds_curves_panels_and_the_sanity_check(tmp_path: Path) -> None:
+def test_quickstart_run_read_back_from_wandb_offline_holds_curves_panels_and_the_sanity_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     train.main(_shrunk_quickstart(tmp_path))
     (run_dir,) = find_run_dirs(tmp_path)
     run = read_run(run_dir)
@@ -100,6 +102,11 @@ def test_quickstart_run_read_back_from_wandb_offline_holds_curves_panels_and_the
         assert steps(f"robust/acc@eps={eps}") == [6]
     curve = [run.column(f"robust/acc@eps={eps}")[0] for eps in ("0", "0.05", "0.1", "0.15")]
     assert curve == sorted(curve, reverse=True)
+    assert steps("robust/pgd10-ce/acc@eps=0.1") == [6]
+    # AutoAttack once, when the fit ends, on the last weights; printed beside the checkpoint paths.
+    assert steps("robust_final/autoattack-fast/acc@eps=0.1") == [6] and steps("robust_final/seconds") == [6]
+    final = run.column("robust_final/autoattack-fast/acc@eps=0.1")[0]
+    assert f"robust accuracy of the last weights: autoattack-fast {final:.3f} at ε=0.1" in capsys.readouterr().out
 
     images = list((run_dir / "files" / "media" / "images" / "panels").glob("*.png"))
     assert len(images) == 2 * 2 * 8  # 2 evaluations × 2 methods × 8 examples
