@@ -206,7 +206,6 @@ class ExplanationMonitor(PeriodicProbeCallback):
         self.table = table
         self.colormap = colormap
         self.last: ExplanationScores | None = None
-        self._table = ScoreTable(list(self.methods), self.metric_names)
 
     # -- setup --------------------------------------------------------------------------------
 
@@ -223,7 +222,6 @@ class ExplanationMonitor(PeriodicProbeCallback):
                         f"metrics must not include {name!r} with {datamodule_name}: it is scored against {what}, "
                         "and the datamodule's probe_batch() provides none"
                     )
-        self._table = ScoreTable(list(self.methods), self.metric_names)
 
     def state_key_fields(self) -> dict[str, Any]:
         return {**super().state_key_fields(), "methods": list(self.methods), "metrics": self.requested_metrics}
@@ -257,14 +255,15 @@ class ExplanationMonitor(PeriodicProbeCallback):
         device = model_device(model)
         share = self.share(device)
         probe_total = len(self.probe)
-        table = self._table.to(device)
         with observing(model):
+            # Fresh states for each evaluation (tensors made in __init__ would be shared between
+            # the processes ddp_spawn starts from one pickled callback).
+            table = ScoreTable(list(self.methods), self.metric_names).to(device)
             _, columns = explanation_scores(
                 model, self.methods, self.metric_names, share.x, share.y, share.indices, share.mask, share.spurious_mask,
                 options=self._active_options(), target=self.target, batch_size=self.batch_size, table=table,
             )  # fmt: skip
             cells = table.compute()
-            table.reset()
             result = ExplanationScores({f"expl/{m}/{name}": _mean(cells[m][name].value) for m in self.methods for name in self.metric_names})
             flat = {f"{m}/{name}": columns[m][name] for m in self.methods for name in self.metric_names}
             k = min(panels, len(share))

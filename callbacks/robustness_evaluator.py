@@ -103,7 +103,6 @@ class RobustnessEvaluator(PeriodicProbeCallback):
         self.prefix = prefix
         self.last: dict[str, float] = {}
         self.accuracy: RobustAccuracy | None = None
-        self._counts = RobustCounts(len(self.attacks), len(self.eps))
 
     @property
     def names(self) -> list[str]:
@@ -132,13 +131,14 @@ class RobustnessEvaluator(PeriodicProbeCallback):
         """The logged values over the whole probe set, from this rank's share (see
         :meth:`use_probe`); a collective call under DDP. ``model`` is left as found."""
         share = self.share(model_device(model))
-        counts = self._counts.to(share.x.device)
-        with observing(model):
+        with observing(model):  # (also outside inference mode: the states are updated in place)
+            # Fresh states for each evaluation: tensors made in __init__ would be shared in memory
+            # between the processes ddp_spawn starts from one pickled callback.
+            counts = RobustCounts(len(self.attacks), len(self.eps)).to(share.x.device)
             counts.update(robust_correctness(model, share.x, share.y, self.attacks, self.eps, self.batch_size))
-        reduced = counts.compute()
-        with counts.sync_context():  # the clean count and the total, reduced like the counts
-            clean, total = int(counts.clean), int(counts.total)
-        counts.reset()
+            reduced = counts.compute()
+            with counts.sync_context():  # the clean count and the total, reduced like the counts
+                clean, total = int(counts.clean), int(counts.total)
         self.accuracy = RobustAccuracy.from_counts(self.eps, self.names, reduced.cpu(), clean, total)
         return self.values(self.accuracy)
 

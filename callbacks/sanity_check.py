@@ -121,7 +121,7 @@ class SanityCheck(ProbeCallback):
         self.target = target
         self.seed = seed
         self.last: SanityResult | None = None
-        self._table = RandomisationTable(list(self.methods), self.similarities)
+
 
     def state_key_fields(self) -> dict[str, Any]:
         return {**super().state_key_fields(), "methods": list(self.methods), "seed": self.seed}
@@ -132,14 +132,15 @@ class SanityCheck(ProbeCallback):
         ``randomisation`` column); a collective call under DDP. ``model`` is left as found (the
         re-initialised layers belong to a copy)."""
         share = self.share(model_device(model))
-        table = self._table.to(share.x.device)
         with observing(model):
+            # Fresh states for each evaluation (tensors made in __init__ would be shared between
+            # the processes ddp_spawn starts from one pickled callback).
+            table = RandomisationTable(list(self.methods), self.similarities).to(share.x.device)
             randomisation_check(
                 model, self.methods, share.x, share.y, similarities=self.similarities, seed=self.seed,
                 target=self.target, batch_size=self.batch_size, table=table,
             )  # fmt: skip
-        summary = table.compute()
-        table.reset()
+            summary = table.compute()
         return SanityResult(summary.layers, summary.similarity)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:

@@ -247,6 +247,14 @@ class RobustClassifier(LightningModule):
             restore_rng_states(self._rng_states_to_restore)
             self._rng_states_to_restore = None
 
+    def on_validation_epoch_start(self) -> None:
+        # Fresh states made in this loop's grad mode: states made under inference mode (a
+        # `validate` run) cannot be updated in place by a fit's validation, which runs without it.
+        self.eval_loss["val"].reset()
+
+    def on_test_epoch_start(self) -> None:
+        self.eval_loss["test"].reset()
+
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         with self._activation("eval"):
             self._evaluation_step("val", batch)

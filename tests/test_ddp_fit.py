@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from attacks import PGD
 from callbacks import ExplanationMonitor, RobustnessEvaluator
 from datamodules import SyntheticShapes
 from export import load_classifier
@@ -22,7 +23,8 @@ from tests.wandb_offline import find_run_dirs, read_run
 
 REPO = Path(__file__).resolve().parents[1]
 MONITOR = {"methods": ["saliency"], "metrics": ["topk_intersection@noise", "spearman@noise"], "probe_size": 16, "panels": 2}
-CURVE = {"eps": [0.0, 0.1], "steps": 3, "probe_size": 16}
+CURVE_PGD = {"eps": 0.1, "step_size": 0.025, "steps": 3, "seed": 0, "loss": "margin"}
+CURVE = {"eps": [0.0, 0.1], "attacks": [{"class_path": "attacks.PGD", "init_args": CURVE_PGD}], "probe_size": 16}
 SHRINK = [
     "--trainer.accelerator=cpu",
     "--trainer.max_epochs=2",
@@ -30,7 +32,7 @@ SHRINK = [
     "--trainer.enable_model_summary=false",
     "--trainer.log_every_n_steps=1",
     "--data.init_args.train_size=128",
-    "--data.init_args.val_size=64",
+    "--data.init_args.val_size=65",  # shares of 33 and 32: 2 and 1 batches of 32
     "--data.init_args.test_size=16",
     "--data.init_args.batch_size=16",
     "--data.init_args.eval_batch_size=32",
@@ -75,14 +77,15 @@ def test_ddp_fit_with_pgd_and_a_regulariser(tmp_path: Path) -> None:
     assert checkpoints.count("last.ckpt") == 1 and len(checkpoints) == 2, checkpoints
 
     # Each epoch, the two ranks together trained on every image exactly once.
-    dm = SyntheticShapes(num_classes=4, train_size=128, val_size=64, test_size=16)
+    dm = SyntheticShapes(num_classes=4, train_size=128, val_size=65, test_size=16)
     expected = Counter(image_digests(dm.split_dataset("train").data.images))
     for epoch in (0, 1):
         seen = [torch.load(probes / f"rank{r}_epoch{epoch}.pt")["digests"] for r in (0, 1)]
         assert len(seen[0]) == len(seen[1]) == 64
         assert Counter(seen[0] + seen[1]) == expected
 
-    # The logged validation metrics of the last epoch equal one process validating the same weights.
+    # The logged validation metrics of the last epoch equal one process validating the same weights
+    # (65 validation images on 2 processes: nothing repeated to even out the shares).
     logged = read_run(run_dir)
     last = (out / "robustlens").rglob("last.ckpt").__next__()
     single = _run(
@@ -102,13 +105,14 @@ def test_ddp_fit_with_pgd_and_a_regulariser(tmp_path: Path) -> None:
     (metrics_csv,) = (tmp_path / "single").rglob("metrics.csv")
     header, values = metrics_csv.read_text().splitlines()[:2]
     single_metrics = dict(zip(header.split(","), values.split(",")))
-    for key in ("val/acc", "val/acc_pgd"):
+    for key in ("val/loss", "val/acc", "val/acc_pgd"):  # an odd split: each example counted once
         assert logged.column(key)[-1] == pytest.approx(float(single_metrics[key]), abs=1e-6), key
 
     # The callbacks' last values equal one process evaluating the same weights on the same probe sets;
     # rank zero alone rendered the panels (one W&B image per example and epoch: 2 × 2).
     model = load_classifier(last).model.eval()
-    explanation, curve = ExplanationMonitor(**MONITOR), RobustnessEvaluator(**CURVE)
+    explanation = ExplanationMonitor(**MONITOR)
+    curve = RobustnessEvaluator(**{**CURVE, "attacks": [PGD(**CURVE_PGD)]})  # type: ignore[arg-type]
     for callback in (explanation, curve):
         callback.use_probe(dm.probe_batch(callback.probe_size, callback.probe_seed, split="val"))
     expected = explanation.evaluate(model).values | curve.evaluate(model)
