@@ -43,7 +43,7 @@ def _recipes(folder: Path) -> dict[str, Path]:
     config = yaml.safe_load(QUICKSTART.read_text())
     callbacks = config["trainer"]["callbacks"]
     present = [c["class_path"] for c in callbacks if c["class_path"] in MONITORS]
-    if sorted(present) != sorted(MONITORS):
+    if set(present) != set(MONITORS):
         raise SystemExit(f"the quickstart recipe should hold {MONITORS}, holds {present}")
     off = {**config, "trainer": {**config["trainer"], "callbacks": [c for c in callbacks if c["class_path"] not in MONITORS]}}
     paths = {"on": folder / "on.yaml", "off": folder / "off.yaml"}
@@ -60,10 +60,11 @@ def _parts(cli: Any) -> dict[str, float]:
     from callbacks.attribution_panels import strips
     from callbacks.probe import classifier
 
-    found = {type(c).__name__: c for c in cli.trainer.callbacks}
+    found = {type(c).__name__: c for c in reversed(cli.trainer.callbacks)}  # the first of each class
     monitor: ExplanationMonitor = found["ExplanationMonitor"]
     robust: RobustnessEvaluator = found["RobustnessEvaluator"]
     sanity: SanityCheck = found["SanityCheck"]
+    final = [c for c in cli.trainer.callbacks if isinstance(c, RobustnessEvaluator) and c.at_fit_end]
     model = classifier(cli.model)
     parts: dict[str, float] = {}
     for name in monitor.methods:
@@ -83,6 +84,8 @@ def _parts(cli: Any) -> dict[str, float]:
     scores = monitor.evaluate(model, panels=monitor.panels)
     parts["monitor: rendering the panels"] = median_seconds(lambda: [strips(rows) for rows in scores.panels.values()])
     parts["robustness curve"] = median_seconds(lambda: robust.evaluate(model))
+    for evaluator in final:  # once, at the end of fit
+        parts[f"end of fit: {', '.join(evaluator.names)}"] = median_seconds(lambda e=evaluator: e.evaluate(model), repeats=1)
     for name, method in sanity.methods.items():
         single_sanity = SanityCheck(methods=[name], probe_size=sanity.probe_size)  # type: ignore[list-item]
         single_sanity.methods = {name: method}
@@ -113,11 +116,15 @@ def child(recipe: str, epochs: int, out: str, parts: bool, threads: int | None) 
     ]
     cli = train.main(args, run=False)
     assert cli is not None
-    start, cpu_start = time.perf_counter(), time.processmedian_seconds()
+    start, cpu_start = time.perf_counter(), time.process_time()
     cli.trainer.fit(cli.model, cli.datamodule)
     fit_seconds = time.perf_counter() - start
-    cpu_seconds = time.processmedian_seconds() - cpu_start  # this process's CPU time: blind to other jobs' load
-    callbacks = {type(c).__name__: c.seconds for c in cli.trainer.callbacks if hasattr(c, "seconds") and hasattr(c, "probe")}
+    cpu_seconds = time.process_time() - cpu_start  # this process's CPU time: blind to other jobs' load
+    callbacks = {
+        (f"{type(c).__name__} ({c.prefix})" if hasattr(c, "prefix") else type(c).__name__): c.seconds
+        for c in cli.trainer.callbacks
+        if hasattr(c, "seconds") and hasattr(c, "probe")
+    }
     result: dict[str, Any] = {
         "fit_seconds": fit_seconds,
         "cpu_seconds": cpu_seconds,
