@@ -89,8 +89,7 @@ SQUARE_QUERIES = 5000
 SQUARE_P_INIT = 0.8
 
 _AUTHORS_NORM = {"linf": "Linf", "l2": "L2"}
-_APGD_STREAM = 0xA9D
-_SQUARE_STREAM = 0x5C0A
+_STREAMS = {"apgd-ce": 0xA9D0, "apgd-dlr": 0xA9D1, "apgd-t": 0xA9D2, "square": 0x5C0A}  # independent draws
 
 
 def sub_attacks(version: str, num_classes: int) -> tuple[str, ...]:
@@ -159,13 +158,14 @@ class _ExampleStarts:
     """
 
     start_seed: int = 0
+    stream: int = _STREAMS["apgd-ce"]
     runs: int = 0
 
     def attack_single_run(self, x: Tensor, y: Tensor, x_init: Tensor | None = None) -> Any:
         if x_init is None:
             ids = content_ids(x)
             distribution = "uniform" if self.norm == "Linf" else "normal"  # type: ignore[attr-defined]
-            t = example_noise(tuple(x.shape[1:]), ids, self.start_seed, _APGD_STREAM, self.runs, distribution)
+            t = example_noise(tuple(x.shape[1:]), ids, self.start_seed, self.stream, self.runs, distribution)
             if distribution == "uniform":
                 t = 2.0 * t - 1.0
                 size = t.flatten(1).abs().amax(dim=1)
@@ -194,7 +194,7 @@ class _SeededSquare(SquareAttack):
         assert y is not None
         rows = []
         for i, example_id in enumerate(content_ids(x).tolist()):
-            self.seed = example_seed(self.start_seed, _SQUARE_STREAM, int(example_id), 0)
+            self.seed = example_seed(self.start_seed, _STREAMS["square"], int(example_id), 0)
             rows.append(super().perturb(x[i : i + 1], y[i : i + 1]))
         return torch.cat(rows) if rows else x.clone()
 
@@ -358,4 +358,6 @@ class AutoAttack(EvaluationAttack):
             )  # fmt: skip
         if isinstance(attack, (_ExampleStarts, _SeededSquare)):
             attack.start_seed = self.seed
+        if isinstance(attack, _ExampleStarts):
+            attack.stream = _STREAMS[name]
         return attack

@@ -61,7 +61,7 @@ def test_standard_settings_are_the_authors() -> None:
     assert aa.sub_attacks("fast", 3) == ("apgd-ce", "apgd-dlr") and aa.sub_attacks("standard", 2) == ("apgd-ce", "fab-t", "square")
 
 
-@pytest.mark.parametrize("norm, eps", [("linf", 0.02), ("l2", 0.2)])
+@pytest.mark.parametrize("norm, eps", [("linf", 0.02), pytest.param("l2", 0.2, marks=pytest.mark.slow)])
 def test_the_driver_gives_run_standard_evaluation_exactly(
     four_classes: TrainedShapes, short_attacks: None, norm: str, eps: float
 ) -> None:
@@ -73,7 +73,7 @@ def test_the_driver_gives_run_standard_evaluation_exactly(
     assert torch.equal(x_ours, x_authors)
 
 
-@pytest.mark.parametrize("norm, eps", [("linf", 0.02), ("l2", 0.2)])
+@pytest.mark.parametrize("norm, eps", [("linf", 0.02), pytest.param("l2", 0.2, marks=pytest.mark.slow)])
 def test_per_example_seeding_gives_each_image_its_result_in_any_batch(
     four_classes: TrainedShapes, short_attacks: None, monkeypatch: pytest.MonkeyPatch, norm: str, eps: float
 ) -> None:
