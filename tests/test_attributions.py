@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from attributions import (
@@ -17,6 +18,7 @@ from attributions import (
     Saliency,
     SmoothGrad,
     build_attribution,
+    default_gradcam_layer,
     pixel_map,
     relu_to_softplus,
 )
@@ -133,27 +135,110 @@ def test_grad_cam_is_class_activation_mapping_on_a_gap_network() -> None:
     # conv -> global average pooling -> linear: α_k = W_tk / (h·w), so Grad-CAM is ReLU(Σ_k W_tk A_k)/(h·w).
     torch.manual_seed(0)
     conv, fc = nn.Conv2d(2, 5, 3, padding=1), nn.Linear(5, 3)
-    model = nn.Sequential(conv, nn.AdaptiveAvgPool2d(1), nn.Flatten(), fc)
     x = torch.rand(4, 2, 8, 8)
     target = torch.tensor([0, 1, 2, 1])
+    for model, maps in (
+        (nn.Sequential(conv, nn.AdaptiveAvgPool2d(1), nn.Flatten(), fc), conv),  # default: the conv "0"
+        (nn.Sequential(conv, nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), fc), lambda t: torch.relu(conv(t))),
+    ):
+        with torch.no_grad():
+            a = maps(x)  # (B, 5, 8, 8)
+            cam = torch.relu((fc.weight[target][:, :, None, None] * a).sum(1, keepdim=True)) / 64
+        out = GradCAM()(model, x, target)  # with a ReLU after the conv: its output, "1"
+        assert out.shape == x.shape
+        torch.testing.assert_close(pixel_map(out, "sum"), cam[:, 0])
+    torch.testing.assert_close(GradCAM(layer="1")(model, x, target), out)
+
+
+def test_grad_cam_on_preact_resnet18_defaults_to_the_final_relu_and_equals_cam() -> None:
+    torch.manual_seed(0)
+    model = build_model("preact_resnet18", 3, (3, 16, 16), (0.5,) * 3, (0.25,) * 3, backbone_kwargs={"width": 4}).eval()
+    net = model.net
+    for module in net.modules():  # non-trivial BatchNorm statistics
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    x = torch.rand(3, 3, 16, 16)
+    target = torch.tensor([2, 0, 1])
+    captured = []
+    handle = net.relu.register_forward_hook(lambda m, args, out: captured.append(out.detach()))
     with torch.no_grad():
-        a = conv(x)  # (B, 5, 8, 8)
-        cam = torch.relu((fc.weight[target][:, :, None, None] * a).sum(1, keepdim=True)) / 64
-    out = GradCAM()(model, x, target)  # default layer: the last Conv2d, "0"
-    assert out.shape == x.shape
-    torch.testing.assert_close(pixel_map(out, "sum"), cam[:, 0])
-    torch.testing.assert_close(GradCAM(layer="0")(model, x, target), out)
+        model(x)
+    handle.remove()
+    a = captured[0]  # (B, 32, 2, 2): the last block after the final BN-ReLU
+    cam = (net.linear.weight[target][:, :, None, None] * a).sum(1, keepdim=True)  # Zhou et al.'s CAM
+    expected = F.interpolate(torch.relu(cam) / (a.shape[2] * a.shape[3]), size=(16, 16), mode="bilinear")
+    torch.testing.assert_close(pixel_map(GradCAM()(model, x, target), "sum"), expected[:, 0])
+    # The pre-activation output of the last convolution leaves the residual stream out: not CAM.
+    inner = pixel_map(GradCAM(layer="net.layer4.1.conv2")(model, x, target), "sum")
+    assert not torch.allclose(inner, expected[:, 0], atol=1e-4)
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_grad_cam_default_layer_is_the_rectified_last_conv_maps_of_small_cnn(batch_norm: bool) -> None:
+    model = small_cnn(channels=3, size=16, batch_norm=batch_norm).eval()
+    net = model.net
+    x = torch.rand(4, 3, 16, 16)
+    target = torch.tensor([0, 1, 2, 0])
+    last_relu = int(net.gradcam_layer.split(".")[1])
+    assert isinstance(net.features[last_relu], nn.ReLU) and isinstance(net.features[last_relu + 1], nn.MaxPool2d)
+    # By hand: A = the ReLU's output, α = the spatial mean of ∂f_t/∂A, map = ReLU(Σ_k α_k A_k).
+    a = net.features[: last_relu + 1](model.normalize(x)).detach().requires_grad_(True)  # (B, 8, 8, 8)
+    logits = net.classifier(net.features[last_relu + 1 :](a))
+    (grad,) = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), [a])
+    cam = torch.relu((grad.mean(dim=(2, 3), keepdim=True) * a).sum(1, keepdim=True)).detach()
+    expected = F.interpolate(cam, size=(16, 16), mode="bilinear")[:, 0]
+    assert (a >= 0).all()
+    torch.testing.assert_close(pixel_map(GradCAM()(model, x, target), "sum"), expected)
+
+
+def test_every_builtin_backbone_names_a_rectified_grad_cam_layer() -> None:
+    models = [
+        (small_cnn(channels=1, size=16), 16),
+        (small_cnn(channels=1, size=16, batch_norm=True), 16),
+        (build_model("preact_resnet18", 3, (1, 16, 16), (0.5,), (0.25,), backbone_kwargs={"width": 4}), 16),
+        (build_model("torchvision/squeezenet1_1", 3, (1, 48, 48), (0.5,), (0.25,)), 48),  # torchvision: one here, all slow
+    ]
+    for model, size in models:
+        assert_rectified_grad_cam_layer(model.eval(), torch.rand(2, 1, size, size))
+
+
+def assert_rectified_grad_cam_layer(model: nn.Module, x: torch.Tensor) -> None:
+    name = default_gradcam_layer(model)
+    captured = []
+    handle = model.get_submodule(name).register_forward_hook(lambda m, args, out: captured.append(out))
+    with torch.no_grad():
+        model(x)
+    handle.remove()
+    assert len(captured) == 1 and captured[0].dim() == 4, name
+    assert captured[0].min() >= 0, name
+    assert GradCAM()(model, x).shape == x.shape
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name",
+    ["resnet18", "vgg11", "alexnet", "mobilenet_v2", "densenet121", "mnasnet0_5", "shufflenet_v2_x0_5",
+     "regnet_x_400mf", "googlenet"],
+)
+def test_torchvision_backbones_name_a_rectified_grad_cam_layer(name: str) -> None:
+    model = build_model(f"torchvision/{name}", 3, (3, 64, 64), (0.5,) * 3, (0.25,) * 3).eval()
+    assert_rectified_grad_cam_layer(model, torch.rand(2, 3, 64, 64))
 
 
 def test_grad_cam_upsamples_and_rejects_unknown_layers() -> None:
     model = small_cnn(channels=3, size=16)
     x = torch.rand(2, 3, 16, 16)
-    out = GradCAM(layer="net.features.6")(model, x)  # a conv at 8 × 8 resolution
+    out = GradCAM(layer="net.features.6")(model, x)  # any module by name: a conv at 8 × 8 resolution
     assert out.shape == x.shape
     with pytest.raises(ValueError, match="layer must be"):
         GradCAM(layer="net.nope")(model, x)
     with pytest.raises(ValueError, match="no nn.Conv2d"):
         GradCAM()(nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 2)), x)
+    declines = nn.Sequential(nn.Conv2d(3, 2, 3), nn.Flatten(), nn.LazyLinear(2))
+    declines.gradcam_layer = None  # a model that says it has no Grad-CAM layer (a transformer)
+    with pytest.raises(ValueError, match="layer must name a module"):
+        GradCAM()(declines, x)
 
 
 def test_guided_backprop_closed_form_on_one_hidden_layer() -> None:
