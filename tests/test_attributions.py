@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from attacks.example_noise import content_ids, example_noise
 from attributions import (
     ATTRIBUTION_NAMES,
     EdgeDetector,
@@ -27,8 +28,10 @@ from lightning_modules import build_model
 FAST_OPTIONS = {
     "integrated_gradients": {"steps": 8},
     "smoothgrad": {"n_samples": 3, "seed": 0},
+    "smoothgrad_abs": {"n_samples": 3, "seed": 0},
     "smoothgrad_sq": {"n_samples": 3, "seed": 0},
     "vargrad": {"n_samples": 3, "seed": 0},
+    "vargrad_abs": {"n_samples": 3, "seed": 0},
 }
 
 
@@ -107,28 +110,74 @@ def test_integrated_gradients_chunking_does_not_change_the_result() -> None:
 def test_smoothgrad_variants_without_noise_reduce_to_the_base() -> None:
     model = small_cnn()
     x = torch.rand(4, 1, 16, 16)
-    base = Saliency(abs=False)(model, x)
-    sg = SmoothGrad(Saliency(abs=False), n_samples=3, noise_level=0.0)
-    torch.testing.assert_close(sg(model, x), base)
-    torch.testing.assert_close(SmoothGrad("saliency", "smoothgrad_sq", 3, 0.0, base_kwargs={"abs": False})(model, x), base**2)
-    torch.testing.assert_close(SmoothGrad("saliency", "vargrad", 3, 0.0)(model, x), torch.zeros_like(x))
+    signed = Saliency(abs=False)(model, x)
+    for level in (0.0, 1e-6):  # σ → 0: the signed gradient (a ReLU net's gradient is locally constant)
+        options = {"n_samples": 3, "noise_level": level, "seed": 0}
+        torch.testing.assert_close(build_attribution("smoothgrad", **options)(model, x), signed)
+        torch.testing.assert_close(build_attribution("smoothgrad_abs", **options)(model, x), signed.abs())
+        torch.testing.assert_close(build_attribution("smoothgrad_sq", **options)(model, x), signed**2)
+        for name in ("vargrad", "vargrad_abs"):
+            torch.testing.assert_close(build_attribution(name, **options)(model, x), torch.zeros_like(x))
 
 
-def test_smoothgrad_equals_a_direct_average_over_the_same_noise() -> None:
-    model = small_cnn()
-    x = torch.rand(4, 1, 16, 16)
-    target = torch.tensor([0, 1, 2, 0])
-    n, level = 5, 0.2
-    base = Saliency(abs=False)
-    generator = torch.Generator().manual_seed(7)
+class HalfSquare(nn.Module):
+    """Logits (q, −q) with q = ½‖x‖²: the signed input gradient of class 0 is x itself."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q = 0.5 * x.flatten(1).pow(2).sum(1)
+        return torch.stack([q, -q], dim=1)
+
+
+def test_smoothgrad_and_vargrad_follow_the_papers_signed_formulas() -> None:
+    # ∇ at x + ε_j is x + ε_j: SmoothGrad = x + mean_j ε_j, VarGrad = var_j ε_j (signed), while
+    # the _abs variants average |x + ε_j|, which differs wherever x + ε_j changes sign.
+    x = torch.rand(3, 1, 4, 4) - 0.5
+    target = torch.zeros(3, dtype=torch.long)
+    n, level, seed = 6, 0.5, 3
     sigma = level * (x.flatten(1).max(1).values - x.flatten(1).min(1).values).view(-1, 1, 1, 1)
-    samples = torch.stack([base(model, x + sigma * torch.randn(x.shape, generator=generator), target) for _ in range(n)])
-    kwargs = {"n_samples": n, "noise_level": level, "seed": 7}
-    torch.testing.assert_close(SmoothGrad(base, "smoothgrad", **kwargs)(model, x, target), samples.mean(0))
-    torch.testing.assert_close(SmoothGrad(base, "smoothgrad_sq", **kwargs)(model, x, target), (samples**2).mean(0))
+    noise = torch.stack([sigma * example_noise((1, 4, 4), content_ids(x), seed, 0x56, j, "normal") for j in range(n)])
+    samples = x + noise  # (n, B, C, H, W) the gradients at the noisy copies
+    options = {"n_samples": n, "noise_level": level, "seed": seed}
+    model = HalfSquare()
+    torch.testing.assert_close(build_attribution("smoothgrad", **options)(model, x, target), samples.mean(0))
     torch.testing.assert_close(
-        SmoothGrad(base, "vargrad", **kwargs)(model, x, target), samples.var(0, unbiased=False), rtol=1e-4, atol=1e-7
+        build_attribution("vargrad", **options)(model, x, target), noise.var(0, unbiased=False), rtol=1e-4, atol=1e-6
     )
+    torch.testing.assert_close(build_attribution("smoothgrad_abs", **options)(model, x, target), samples.abs().mean(0))
+    torch.testing.assert_close(
+        build_attribution("vargrad_abs", **options)(model, x, target), samples.abs().var(0, unbiased=False), rtol=1e-4, atol=1e-6
+    )
+    torch.testing.assert_close(build_attribution("smoothgrad_sq", **options)(model, x, target), samples.pow(2).mean(0))
+    assert not torch.allclose(samples.abs().var(0), samples.var(0))  # the sign matters here
+
+
+@pytest.mark.parametrize("name", ["smoothgrad", "vargrad", "smoothgrad_abs"])
+def test_seeded_smoothgrad_does_not_depend_on_batch_order(name: str) -> None:
+    model = small_cnn(channels=3)
+    x = torch.rand(5, 3, 16, 16)
+    target = torch.tensor([0, 1, 2, 0, 1])
+    method = build_attribution(name, n_samples=4, seed=11)
+    whole = method(model, x, target)
+    order = torch.tensor([3, 0, 4, 2, 1])
+    torch.testing.assert_close(method(model, x[order], target[order]), whole[order])
+    torch.testing.assert_close(method(model, x[2:3], target[2:3]), whole[2:3])
+    assert not torch.allclose(build_attribution(name, n_samples=4, seed=12)(model, x, target), whole)
+
+
+def test_uniform_integrated_gradients_baseline_follows_the_image_not_its_position() -> None:
+    ig = IntegratedGradients(steps=4, baseline="uniform", seed=5)
+    x = torch.rand(4, 1, 8, 8)
+    baseline = ig.make_baseline(x)  # (4, 1, 8, 8)
+    assert baseline.min() >= 0 and baseline.max() < 1
+    assert not torch.allclose(baseline[0], baseline[1])  # images get their own baselines
+    order = torch.tensor([2, 3, 1, 0])
+    torch.testing.assert_close(ig.make_baseline(x[order]), baseline[order])
+    torch.testing.assert_close(ig.make_baseline(x[1:2]), baseline[1:2])
+    torch.testing.assert_close(ig.make_baseline(torch.cat([x[1:2], torch.rand(6, 1, 8, 8)]))[0], baseline[1])
+    assert not torch.allclose(IntegratedGradients(baseline="uniform", seed=6).make_baseline(x), baseline)
+    model = small_cnn(size=8)
+    target = torch.tensor([0, 1, 2, 0])
+    torch.testing.assert_close(ig(model, x[order], target[order]), ig(model, x, target)[order])
 
 
 def test_grad_cam_is_class_activation_mapping_on_a_gap_network() -> None:
@@ -279,9 +328,8 @@ def test_predicted_class_is_the_default_target_and_batches_are_independent(name:
     full = method(model, x)
     assert full.shape == x.shape and torch.isfinite(full).all()
     torch.testing.assert_close(method(model, x, predicted), full)
-    if name not in ("smoothgrad", "smoothgrad_sq", "vargrad"):  # the noise depends on the batch shape
-        single = torch.cat([method(model, x[i : i + 1], predicted[i : i + 1]) for i in range(4)])
-        torch.testing.assert_close(single, full, rtol=1e-4, atol=1e-6)
+    single = torch.cat([method(model, x[i : i + 1], predicted[i : i + 1]) for i in range(4)])
+    torch.testing.assert_close(single, full, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", ATTRIBUTION_NAMES)
