@@ -7,18 +7,24 @@ from attacks.threat_models import NORMS, L2Threat, LinfThreat, Norm, ThreatModel
 
 # After the modules above: attacks.explanation imports attributions, which imports attacks.modes.
 from attacks.explanation import (  # noqa: E402
+    CRITERIA,
     ExplanationAttackResult,
+    Selection,
     TopKExplanationAttack,
     default_topk,
     topk_mask,
 )
+from attacks.explanation_protocols import CHEN_PROTOCOLS, TopKAttackProtocol, chen_protocol  # noqa: E402
 
 __all__ = [
+    "CHEN_PROTOCOLS",
+    "CRITERIA",
     "FGSM_RS_STEP_FACTOR",
     "FGSMRandomStart",
     "MODEL_MODES",
     "NORMS",
     "PGD",
+    "Selection",
     "ExplanationAttackResult",
     "L2Threat",
     "LinfThreat",
@@ -26,7 +32,9 @@ __all__ = [
     "ModelMode",
     "Norm",
     "ThreatModel",
+    "TopKAttackProtocol",
     "TopKExplanationAttack",
+    "chen_protocol",
     "default_topk",
     "make_threat_model",
     "module_mode",

@@ -141,6 +141,19 @@ class PGD:
             assert best_x is not None
             return best_x
 
+    def initial_point(self, x: Tensor, restart: int = 0) -> Tensor:
+        """Where restart ``restart`` starts for clean inputs ``x`` (B, C, H, W), detached.
+
+        x itself without ``random_start``; with it, a uniform point of the threat model drawn per
+        example from (seed, the example's pixels, the restart) when ``seed`` is set (the same
+        image gets the same start in any batch position), else from the global RNG. Searches
+        that reuse this attack's settings (:func:`losses.input_gradients.maximise_in_ball`)
+        start where PGD would.
+        """
+        x = _normal_tensor(x).detach()
+        ids = content_ids(x).tolist() if self.seed is not None and self.random_start else None
+        return self._start(x, ids, restart)
+
     def _start(self, x: Tensor, ids: list[int] | None, restart: int) -> Tensor:
         """The starting point: x, a global-RNG draw, or per-example seeded draws."""
         if not self.random_start:

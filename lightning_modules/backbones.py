@@ -12,6 +12,14 @@ export bundles refer to architectures by a short, validated string:
 
 Activations are ``nn.ReLU`` modules (never ``F.relu``), so that softplus(β) can replace them
 (:mod:`attributions.activations`).
+
+Every backbone names the layer Grad-CAM explains by default in a ``gradcam_layer`` attribute (a
+module name relative to the backbone; :class:`attributions.GradCAM` looks for it): the rectified
+feature maps of the last convolutional stage, as Selvaraju et al. (ICCV 2017) use them —
+``small_cnn``: the ReLU after the last convolution (before the pool); ``preact_resnet18``:
+``relu``, the output of the last block after the final BN-ReLU (global average pooling and one
+linear layer follow, so Grad-CAM there is CAM); torchvision models: see
+:func:`torchvision_gradcam_layer`.
 """
 
 from __future__ import annotations
@@ -94,6 +102,9 @@ class SmallCNN(nn.Module):
             nn.ReLU(),
             nn.Linear(hidden, num_classes),
         )
+        last_relu = max(i for i, m in enumerate(self.features) if isinstance(m, nn.ReLU))
+        #: Grad-CAM's layer: the rectified maps of the last convolution, before the pool
+        self.gradcam_layer = f"features.{last_relu}"
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.features(x))
@@ -127,6 +138,10 @@ class PreActBlock(nn.Module):
 class PreActResNet18(nn.Module):
     """PreAct ResNet-18 (He, Zhang, Ren & Sun, "Identity Mappings in Deep Residual Networks")."""
 
+    #: Grad-CAM's layer: the last block's output after the final BN-ReLU, which only global
+    #: average pooling and the linear layer follow
+    gradcam_layer = "relu"
+
     def __init__(self, in_channels: int, num_classes: int, width: int = 64) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False)
@@ -158,6 +173,32 @@ class ChannelRepeat(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return x.expand(-1, self.channels, -1, -1)
+
+
+def torchvision_gradcam_layer(name: str, net: nn.Module) -> str | None:
+    """Grad-CAM's layer of torchvision model ``name``: the output of its last convolutional stage.
+
+    ResNet, ResNeXt, Wide ResNet: ``layer4`` (the last block ends with its ReLU); VGG, AlexNet:
+    the last ReLU of ``features``; MobileNet, EfficientNet, SqueezeNet, DenseNet: ``features``
+    (DenseNet's forward rectifies that output in place, so the captured maps are the rectified
+    ones; MobileNetV3 and EfficientNet end with Hardswish and SiLU, their own nonlinearity);
+    MNASNet: ``layers``; ShuffleNetV2: ``conv5``; RegNet: ``trunk_output``; GoogLeNet:
+    ``inception5b``; Inception v3: ``Mixed_7c``; ConvNeXt: ``features`` (no rectifier in the
+    architecture). None for transformers (ViT, Swin, MaxViT), whose features are not
+    convolutional maps: Grad-CAM then needs an explicit ``layer``.
+    """
+    if name.startswith(("resnet", "resnext", "wide_resnet")):
+        return "layer4"
+    if name.startswith(("vgg", "alexnet")):
+        features = net.get_submodule("features")
+        return f"features.{max(i for i, m in enumerate(features) if isinstance(m, nn.ReLU))}"
+    if name.startswith(("mobilenet", "efficientnet", "squeezenet", "densenet", "convnext")):
+        return "features"
+    named = {"googlenet": "inception5b", "inception_v3": "Mixed_7c"}
+    if name in named:
+        return named[name]
+    prefixes = {"mnasnet": "layers", "shufflenet": "conv5", "regnet": "trunk_output"}
+    return next((layer for prefix, layer in prefixes.items() if name.startswith(prefix)), None)
 
 
 def available_backbones() -> list[str]:
@@ -219,7 +260,9 @@ def build_backbone(
     else:
         import torchvision
 
-        net = torchvision.models.get_model(name[len(TORCHVISION_PREFIX) :], weights=None, num_classes=num_classes, **kwargs)
+        tv_name = name[len(TORCHVISION_PREFIX) :]
+        net = torchvision.models.get_model(tv_name, weights=None, num_classes=num_classes, **kwargs)
+        net.gradcam_layer = torchvision_gradcam_layer(tv_name, net)  # None: Grad-CAM needs a layer named
         if c == 1:
             net = nn.Sequential(ChannelRepeat(3), net)
         elif c != 3:

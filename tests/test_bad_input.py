@@ -128,6 +128,16 @@ CASES = {
         [_extra_callback("ExplanationMonitor", metrics=["topk_intersection@nois"])],
         ["trainer.callbacks[5].init_args.metrics", "topk_intersection@noise", "topk_intersection@nois"],
     ),
+    "top-k attack given k and k_score": Case(
+        [
+            _extra_callback(
+                "ExplanationMonitor",
+                metrics=["kendall@topk_attack"],
+                metric_options={"kendall@topk_attack": {"k": 50, "k_score": 20}},
+            )
+        ],
+        ["trainer.callbacks[5].init_args.metric_options", "kendall@topk_attack", "k sets both k_attack and k_score"],
+    ),
     "callback cadence of 0": Case(
         [_extra_callback("RobustnessEvaluator", every_n_epochs=0)], ["trainer.callbacks[5].init_args.every_n_epochs", ">= 1"]
     ),

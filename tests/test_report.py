@@ -145,17 +145,17 @@ def test_checkpoint_and_its_bundle_give_the_same_numbers(model_files: dict[str, 
     assert from_checkpoint["source"]["kind"] == "checkpoint" and from_bundle["source"]["kind"] == "bundle"
     for key in ("metrics", "accuracy", "settings", "data", "model", "randomisation_layers"):
         assert from_checkpoint[key] == from_bundle[key], key
-    # The metrics' random draws follow the examples, not the batches: another batch size, the
-    # same scores for a deterministic method (SmoothGrad's and the random control's own noise,
-    # and PGD's random start, are drawn per batch).
+    # The metrics' random draws and SmoothGrad's noise follow the examples, not the batches:
+    # another batch size, the same scores (the random control's own noise is drawn per batch).
     rebatched = report(
         "--bundle", str(model_files["bundle"]), "--out_dir", str(tmp_path / "r"),
         *common[:2], "--batch_size", "12", *common[4:],
     )  # fmt: skip
-    for name in ("topk_intersection@noise", "max_sensitivity", "infidelity", "randomisation", "relevance_rank"):
-        assert rebatched["metrics"]["saliency"][name]["value"] == pytest.approx(
-            from_bundle["metrics"]["saliency"][name]["value"], rel=1e-5, abs=1e-6
-        ), name
+    for method in ("saliency", "smoothgrad"):
+        for name in ("topk_intersection@noise", "max_sensitivity", "infidelity", "randomisation", "relevance_rank"):
+            assert rebatched["metrics"][method][name]["value"] == pytest.approx(
+                from_bundle["metrics"][method][name]["value"], rel=1e-5, abs=1e-6
+            ), (method, name)
 
 
 def test_accuracy_is_clean_at_zero_and_falls_with_eps(model_files: dict[str, Path], tmp_path: Path) -> None:
