@@ -69,9 +69,8 @@ def check_pixels(images: Tensor, where: str | Path, offset: int = 0) -> None:
     flat = images.reshape(n, -1)
     bad_examples: list[Tensor] = []
     for start in range(0, n, CHUNK):
-        chunk = flat[start : start + CHUNK]  # (chunk, C·H·W)
-        bad = ~torch.isfinite(chunk) | (chunk < 0) | (chunk > 1)
-        rows = bad.any(dim=1).nonzero().flatten()
+        low, high = torch.aminmax(flat[start : start + CHUNK], dim=1)  # (chunk,) each; NaN propagates
+        rows = (~((low >= 0) & (high <= 1))).nonzero().flatten()  # NaN fails both comparisons, ±inf one
         if rows.numel():
             bad_examples.append(rows + start)
     if not bad_examples:
