@@ -335,7 +335,7 @@ for _name in (
     "logger folder inside a file", "CSV logs flushed every 0 steps", "early stopping on a metric never logged",
     "unknown checkpoint mode", "checkpoint folder inside a file", "export of a metric no checkpoint monitors",
     "pixels in 0..255 stored as floats", "label out of range in an array file", "resume with another architecture",
-    "resume on another dataset",
+    "resume on another dataset", "16-bit image in an image folder", "StepLR of step size 0",
 ):  # fmt: skip
     CASES[_name].slow = True
 CASES["resume with another objective"].expect += ["model.objective.class_path", "losses.PGDAdversarialTraining", "losses.ERM"]

@@ -4,8 +4,9 @@ is whole, loads, and a resume from it ends exactly like a fit that was never int
 The fit is the pre-emption test's (tests/test_resume.py: PGD training with random starts, so a
 resume that lost the RNG streams or the data order would end with other weights), run with
 :class:`callbacks.checkpoint_io.AtomicCheckpointIO` in a child process (forked: it starts in
-milliseconds and computes exactly what the parent would). The child is SIGKILLed inside its fourth
-checkpoint write (``last.ckpt`` at the end of the second epoch) at one of several points:
+milliseconds and computes exactly what the parent would; spawned where the parent has used
+CUDA). The child is SIGKILLed inside its fourth checkpoint write (``last.ckpt`` at the end of the
+second epoch) at one of several points:
 
 - ``mid-write``: when a given share of the checkpoint's bytes is in the temporary file (shares drawn
   at random once, with a fixed seed, so that every run tries the same points);
@@ -98,7 +99,9 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, torch.Tenso
 def test_resume_after_a_kill_inside_a_checkpoint_write_ends_like_an_uninterrupted_fit(
     tmp_path: Path, reference: dict[str, torch.Tensor], point: str, fraction: float
 ) -> None:
-    child = multiprocessing.get_context("fork").Process(target=_killed_fit, args=(tmp_path, point, fraction))
+    # A forked child cannot use CUDA once the parent has: spawn a fresh interpreter then (slower).
+    method = "spawn" if torch.cuda.is_initialized() else "fork"
+    child = multiprocessing.get_context(method).Process(target=_killed_fit, args=(tmp_path, point, fraction))
     child.start()
     child.join(timeout=300)
     assert child.exitcode == -signal.SIGKILL
