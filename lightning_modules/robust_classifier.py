@@ -253,6 +253,18 @@ class RobustClassifier(LightningModule):
             self.eval_acc_pgd[stage](self.model(x_adv), y)
             self.log(f"{stage}/acc_pgd", self.eval_acc_pgd[stage], prog_bar=True)
 
+    def monitorable_keys(self) -> list[str]:
+        """What ``self.log`` records, as glob patterns: the metrics that ModelCheckpoint and
+        EarlyStopping can monitor (``train.py`` refuses any other monitor before the run).
+
+        ``train/*`` stands for the objective's parts, known only once it has run. Keep this in
+        step with the ``self.log`` calls above (a test compares it with a real fit's metrics).
+        """
+        keys = ["train/loss", "train/acc", "train/*"]
+        for stage in ("val", "test"):
+            keys += [f"{stage}/loss", f"{stage}/acc"] + ([f"{stage}/acc_pgd"] if self.eval_attack is not None else [])
+        return keys
+
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.parameters())
         if self.lr_scheduler_factory is None:

@@ -5,8 +5,9 @@
     attributions.png      inputs and each method's maps for a few test examples
     accuracy_vs_eps.png   accuracy under PGD against ε
 
-The files are written into a hidden sibling folder and moved into place at the end, so a
-report that fails half-way leaves nothing behind.
+The files are written into a hidden sibling folder, synced to the disk and swapped into place at
+the end (:func:`export.staging.staged_folder`), so a report that fails or is killed half-way
+leaves nothing behind and an earlier report in the folder whole.
 """
 
 from __future__ import annotations
@@ -213,7 +214,7 @@ def write_report(result: ReportResult, out_dir: str | Path) -> dict[str, Any]:
     out_dir = Path(out_dir)
     plan = result.plan
     record = report_record(result)
-    with staged_folder(out_dir) as staging:
+    with staged_folder(out_dir, what="report") as staging:
         (staging / FILES["json"]).write_text(json.dumps(record, indent=2, allow_nan=False) + "\n")
         (staging / FILES["markdown"]).write_text(report_markdown(record))
         title = f"{record['data']['name']}, {record['model']['backbone']}: {Path(record['source']['path']).name}"

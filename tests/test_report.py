@@ -251,3 +251,71 @@ def test_existing_out_dir_is_kept_unless_overwrite(default_report: Path, model_f
     with pytest.raises(SystemExit):
         train.main(["report", "--no_progress", "--ckpt_path", str(model_files["checkpoint"]), "--out_dir", str(default_report)])
     assert {p.name: p.stat().st_mtime_ns for p in default_report.iterdir()} == before
+
+
+QUICK = ["--methods", "saliency", "--metrics", "deletion_auc", "--num_examples", "6", "--figure_examples", "2",
+         "--eps", "0.1", "--attack_steps", "2"]  # fmt: skip
+
+
+def _tampered_bundle(bundle: Path, tmp_path: Path) -> Path:
+    """A copy of ``bundle`` whose weights are other valid weights: one buffer of the
+    normalisation layer changed (the model still loads, at another accuracy)."""
+    import shutil
+
+    import safetensors.torch
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle, copy)
+    path = copy / "model.safetensors"
+    state = safetensors.torch.load_file(path)
+    state["normalize.std"] = state["normalize.std"] * 4
+    safetensors.torch.save_file(state, path, metadata={"format": "pt"})
+    return copy
+
+
+def test_a_bundle_whose_files_differ_from_bundle_json_is_refused_before_any_work(
+    model_files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bundle = _tampered_bundle(model_files["bundle"], tmp_path)
+    before = {p.name: p.read_bytes() for p in bundle.iterdir()}
+    out_dir = tmp_path / "out" / "report"
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["report", "--no_progress", "--bundle", str(bundle), "--out_dir", str(out_dir), *QUICK])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --bundle:") and "model.safetensors" in err and "--no-verify" in err, err
+    assert "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+    assert {p.name: p.read_bytes() for p in bundle.iterdir()} == before
+
+
+def test_no_verify_reports_on_a_bundle_changed_on_purpose(model_files: dict[str, Path], tmp_path: Path) -> None:
+    bundle = _tampered_bundle(model_files["bundle"], tmp_path)
+    changed = report("--bundle", str(bundle), "--out_dir", str(tmp_path / "changed"), "--no-verify", *QUICK)
+    original = report("--bundle", str(model_files["bundle"]), "--out_dir", str(tmp_path / "original"), *QUICK)
+    assert changed["source"]["kind"] == "bundle"
+    assert changed["accuracy"]["clean"] != original["accuracy"]["clean"]  # the changed weights were used
+
+
+def test_a_full_disk_while_writing_a_report_keeps_the_previous_one(
+    default_report: Path, model_files: dict[str, Path], monkeypatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import errno
+    import os
+
+    import report.output
+
+    before = {p.name: p.read_bytes() for p in default_report.iterdir()}
+
+    def full_disk(*args, **kwargs) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(report.output, "accuracy_plot", full_disk)  # the last file of the report
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["report", "--no_progress", "--ckpt_path", str(model_files["checkpoint"]), "--out_dir", str(default_report),
+                    "--overwrite", *QUICK])  # fmt: skip
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert f"error: could not write report {default_report}: No space left on device" in err and "is unchanged" in err
+    assert {p.name: p.read_bytes() for p in default_report.iterdir()} == before
+    assert [p.name for p in default_report.parent.iterdir()] == [default_report.name]
