@@ -273,22 +273,23 @@ def import_backbone_class(class_path: str) -> type[nn.Module]:
     module_name, _, qualname = class_path.rpartition(".")
     if not module_name:
         raise ValueError(f"backbone class_path {class_path!r} must be 'package.module.Class'")
-    try:
-        target: Any = importlib.import_module(module_name)
-    except ImportError as error:
-        # An attribute path such as package.module.Outer.Inner: import the longest module prefix.
-        parts = class_path.split(".")
-        for cut in range(len(parts) - 2, 0, -1):
-            try:
-                target = importlib.import_module(".".join(parts[:cut]))
-            except ImportError:
-                continue
-            qualname = ".".join(parts[cut:])
-            break
-        else:
-            raise ValueError(
-                f"backbone class_path {class_path!r} cannot be imported ({error}); is its folder on PYTHONPATH?"
-            ) from error
+    # The errors below are raised outside the except blocks, so that the message that names the
+    # field is the one reported (train.py reports the innermost exception of a chain).
+    target: Any = None
+    problem = ""
+    parts = class_path.split(".")
+    for cut in range(len(parts) - 1, 0, -1):  # package.module.Class, then package.module.Outer.Inner, ...
+        try:
+            target = importlib.import_module(".".join(parts[:cut]))
+        except ImportError as error:
+            problem = problem or str(error)
+            continue
+        qualname = ".".join(parts[cut:])
+        break
+    if target is None:
+        raise ValueError(
+            f"backbone class_path {class_path!r} cannot be imported ({problem}); is its folder on PYTHONPATH?"
+        )
     for attribute in qualname.split("."):
         if not hasattr(target, attribute):
             owner = getattr(target, "__name__", target)
@@ -345,13 +346,16 @@ def constructor_arguments(
         accepted = [k for k, p in parameters.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
         raise ValueError(f"{where}: {cls.__name__} does not accept {unknown}; it accepts {accepted}")
     kwargs = {**init_args, **{k: v for k, v in linked.items() if k in parameters}}
+    problem = ""
     try:
         signature.bind(**kwargs)
     except TypeError as error:
+        problem = str(error)
+    if problem:
         raise ValueError(
-            f"{where}: {cls.__name__}: {error} (only {', '.join(LINKED_ARGUMENTS)} are set from the data; "
+            f"{where}: {cls.__name__}: {problem} (only {', '.join(LINKED_ARGUMENTS)} are set from the data; "
             "give the others in init_args)"
-        ) from error
+        )
     return kwargs
 
 
@@ -372,16 +376,19 @@ def check_output_shape(net: nn.Module, input_shape: Sequence[int], num_classes: 
     """Raise a ValueError unless ``net`` maps a (2, C, H, W) zero batch to (2, num_classes)."""
     was_training = net.training
     net.eval()
+    out: Any = None
+    problem = ""
     try:
         with torch.no_grad():
             out = net(torch.zeros(2, *input_shape))
     except Exception as error:  # any failure of a foreign forward on the data's input shape
-        raise ValueError(
-            f"backbone {label} does not run on inputs of shape (N, {', '.join(map(str, input_shape))}): "
-            f"{type(error).__name__}: {error}"
-        ) from error
+        problem = f"{type(error).__name__}: {error}"
     finally:
         net.train(was_training)
+    if problem:
+        raise ValueError(
+            f"backbone {label} does not run on inputs of shape (N, {', '.join(map(str, input_shape))}): {problem}"
+        )
     if not isinstance(out, Tensor) or tuple(out.shape) != (2, num_classes):
         got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
         raise ValueError(
