@@ -447,10 +447,8 @@ def build_backbone(
             raise ValueError(f"backbone {spec!r} takes 1 or 3 input channels, got input_shape {tuple(input_shape)}")
     elif isinstance(spec, str):
         check_backbone_name(spec)
-        class_path = BUILTIN_BACKBONES.get(spec, spec)
-        where = "backbone_kwargs" if spec in BUILTIN_BACKBONES else "backbone"
-        cls = import_backbone_class(class_path)
-        net = cls(**constructor_arguments(cls, kwargs, linked, where))
+        cls = import_backbone_class(BUILTIN_BACKBONES.get(spec, spec))
+        net = cls(**constructor_arguments(cls, kwargs, linked, "backbone_kwargs"))
     else:
         cls = import_backbone_class(spec["class_path"])
         net = cls(**constructor_arguments(cls, spec["init_args"], linked, "backbone.init_args"))
