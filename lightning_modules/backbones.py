@@ -360,15 +360,32 @@ def constructor_arguments(
 
 
 def resolve_backbone_spec(backbone: Any, num_classes: int, input_shape: Sequence[int]) -> BackboneSpec:
-    """The spec of ``backbone`` as it is built for this data: for a class, ``init_args`` with
-    the arguments in :data:`LINKED_ARGUMENTS` it declares set from ``num_classes`` and
-    ``input_shape``. Names stay names. This is what checkpoints record."""
+    """The spec of ``backbone`` as checkpoints record it: names stay names; for a class,
+    ``init_args`` checked against its signature, with the data's values (:data:`LINKED_ARGUMENTS`)
+    in the arguments it declares with a default or as keyword-only.
+
+    A linked argument without a default in front of the others (``num_classes`` in
+    ``def __init__(self, num_classes, ...)``) is left out: the parser treats it as supplied at
+    the call, and refuses it in ``init_args`` when a run is resumed from the checkpoint. It is
+    set from the data again whenever the backbone is built.
+    """
     spec = backbone_spec(backbone)
     if isinstance(spec, str):
         return spec
     cls = import_backbone_class(spec["class_path"])
     linked = linked_values(num_classes, input_shape)
     init_args = constructor_arguments(cls, spec["init_args"], linked, "backbone.init_args")
+    try:
+        parameters = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        parameters = {}  # type: ignore[assignment]
+    for name in LINKED_ARGUMENTS:
+        parameter = parameters.get(name)
+        if parameter is None or name not in init_args:
+            continue
+        positional = parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD)
+        if positional and parameter.default is parameter.empty:
+            del init_args[name]
     return {"class_path": spec["class_path"], "init_args": init_args}
 
 

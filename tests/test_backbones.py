@@ -161,9 +161,10 @@ def test_classifier_records_a_class_backbone_as_plain_data() -> None:
     from lightning_modules import RobustClassifier
 
     module = RobustClassifier(backbone=RecordingNet, num_classes=3, input_shape=(1, 8, 8), eval_attack=None)
+    # num_classes, required and first, is left to the call (the parser refuses it in init_args).
     assert module.hparams["backbone"] == {
         "class_path": f"{HERE}.RecordingNet",
-        "init_args": {"num_classes": 3, "in_channels": 1, "image_size": [8, 8]},
+        "init_args": {"in_channels": 1, "image_size": [8, 8]},
     }
     rebuilt = build_model(module.hparams["backbone"], 3, (1, 8, 8), (0.5,), (0.25,))
     rebuilt.load_state_dict(module.model.state_dict())  # the recorded spec rebuilds the same layers

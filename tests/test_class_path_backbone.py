@@ -1,6 +1,6 @@
 """A backbone defined outside robustlens, chosen by class path: it trains through train.py, its
-checkpoint records it as plain data, it exports to a bundle that loads with plain PyTorch
-(without robustlens and without the module that defined it), and it is reported on."""
+checkpoint records it as plain data and resumes, it exports to a bundle that loads with plain
+PyTorch (without robustlens and without the module that defined it), and it is reported on."""
 
 from __future__ import annotations
 
@@ -64,25 +64,29 @@ def outside_module(tmp_path_factory: pytest.TempPathFactory):
     sys.modules.pop(MODULE, None)
 
 
+def fit_args(root: Path, *extra: str) -> list[str]:
+    """The quickstart recipe with the outside network, 3 steps an epoch, logging to CSV in ``root``."""
+    return [
+        "fit", "--config", str(REPO / "configs" / "quickstart.yaml"),
+        f"--model.backbone={MODULE}.LeNetish",
+        "--model.backbone.init_args.hidden=24",
+        "--model.backbone_kwargs=null",
+        "--trainer.max_epochs=1", "--trainer.limit_train_batches=3", "--trainer.limit_val_batches=1",
+        "--data.init_args.train_size=96", "--data.init_args.val_size=64", "--data.init_args.test_size=32",
+        "--data.init_args.batch_size=32",
+        "--trainer.callbacks=[{class_path: callbacks.ModelCheckpoint, init_args: {save_last: true}}]",
+        "--trainer.logger=pytorch_lightning.loggers.CSVLogger", f"--trainer.logger.init_args.save_dir={root}",
+        "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+        "--trainer.num_sanity_val_steps=0",
+        *extra,
+    ]  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def run(outside_module: Path, tmp_path_factory: pytest.TempPathFactory):
     """Three training steps of the quickstart recipe with the outside network, then an export."""
     root = tmp_path_factory.mktemp("run")
-    cli = train.main(
-        [
-            "fit", "--config", str(REPO / "configs" / "quickstart.yaml"),
-            f"--model.backbone={MODULE}.LeNetish",
-            "--model.backbone.init_args.hidden=24",
-            "--model.backbone_kwargs=null",
-            "--trainer.max_epochs=1", "--trainer.limit_train_batches=3", "--trainer.limit_val_batches=1",
-            "--data.init_args.train_size=96", "--data.init_args.val_size=64", "--data.init_args.test_size=32",
-            "--data.init_args.batch_size=32",
-            "--trainer.callbacks=[{class_path: callbacks.ModelCheckpoint, init_args: {save_last: true}}]",
-            "--trainer.logger=pytorch_lightning.loggers.CSVLogger", f"--trainer.logger.init_args.save_dir={root}",
-            "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
-            "--trainer.num_sanity_val_steps=0",
-        ]
-    )  # fmt: skip
+    cli = train.main(fit_args(root))
     last = Path(cli.trainer.checkpoint_callback.last_model_path)
     bundle = root / "bundle"
     train.main(["export", "--ckpt_path", str(last), "--out_dir", str(bundle), "--wandb", "off"])
@@ -97,7 +101,7 @@ def test_trains_with_the_data_values_and_records_plain_data(run) -> None:
     checkpoint = torch.load(run["last"], map_location="cpu", weights_only=True)  # plain data only
     assert checkpoint["hyper_parameters"]["backbone"] == {
         "class_path": f"{MODULE}.LeNetish",
-        "init_args": {"num_classes": 4, "in_channels": 1, "image_size": [28, 28], "hidden": 24},
+        "init_args": {"in_channels": 1, "image_size": [28, 28], "hidden": 24},  # num_classes: the model's
     }
     recorded = (Path(cli.trainer.log_dir) / "config.yaml").read_text()
     assert "in_channels: 1" in recorded and "hidden: 24" in recorded  # what was built, not the defaults
@@ -145,3 +149,9 @@ def test_report_from_checkpoint_and_bundle(run) -> None:
         assert f"{MODULE}.LeNetish(hidden=24)" in (out / "report.md").read_text().splitlines()[0]
     ckpt, bundle = ({m: {n: c["value"] for n, c in row.items()} for m, row in r["metrics"].items()} for r in records)
     assert ckpt == bundle and records[0]["accuracy"]["accuracy"] == records[1]["accuracy"]["accuracy"]
+
+
+def test_run_resumes_from_its_checkpoint(run, tmp_path: Path) -> None:
+    """LightningCLI re-parses the checkpoint's hyper-parameters: the recorded backbone must parse."""
+    cli = train.main(fit_args(tmp_path, "--trainer.max_epochs=2", f"--ckpt_path={run['last']}"))
+    assert cli.trainer.global_step == 6
