@@ -114,7 +114,7 @@ class RobustClassifier(LightningModule):
             Its arguments named ``num_classes``, ``in_channels``, ``input_shape``, ``image_size``
             are set from the data (:mod:`lightning_modules.backbones`). Stored in the
             checkpoint as plain data: the name, or the class path and the init_args it was
-            built with (the data's values included).
+            built with (:func:`lightning_modules.backbones.resolve_backbone_spec`).
         num_classes: outputs (set from the datamodule by ``train.py``).
         input_shape: (C, H, W) of one input (set from the datamodule).
         mean: per-channel mean of the normalisation layer (set from the datamodule).
