@@ -36,7 +36,7 @@ from datamodules import ImageDataModule
 from export import cli as export_cli
 from export.checkpoint import CheckpointError, check_weights_fit, read_checkpoint
 from export.staging import AtomicWriteError
-from lightning_modules import DivergenceError, RobustClassifier
+from lightning_modules import LINKED_ARGUMENTS, DivergenceError, RobustClassifier
 from report import cli as report_cli
 
 LINKED_FROM_DATA = ("num_classes", "input_shape", "mean", "std")
@@ -179,6 +179,24 @@ class RobustLensCLI(LightningCLI):
             field = _failing_field(cause, dumped)
             where = f"{field}: " if field else ""
             self._parser(self.subcommand).error(f"invalid configuration: {where}{cause}")
+        self._record_backbone_arguments()
+
+    def _record_backbone_arguments(self) -> None:
+        """Write the data's values into a class backbone's ``init_args`` in the recorded config.
+
+        The parser fills ``init_args`` with the class's defaults (``in_channels: 3``), while the
+        backbone is built with the arguments linked from the data (``in_channels: 1``); the
+        config saved with the run and in its checkpoints states the latter.
+        """
+        built = getattr(self.model, "hparams", {}).get("backbone")
+        config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
+        recorded = config.get("model.backbone")
+        if not isinstance(built, dict) or recorded is None or not hasattr(recorded, "init_args"):
+            return
+        for name in LINKED_ARGUMENTS:
+            # Only those the parser holds: a required argument (num_classes) is left to the call.
+            if name in built["init_args"] and name in recorded.init_args:
+                recorded.init_args[name] = built["init_args"][name]
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         super().parse_arguments(parser, args)

@@ -7,6 +7,8 @@ from typing import Any
 
 import yaml
 
+from lightning_modules.backbones import backbone_label
+
 MAX_CLASSES_LISTED = 20
 
 
@@ -48,7 +50,7 @@ def model_card(metadata: dict[str, Any], metrics: dict[str, Any]) -> str:
     else:
         length = "length unknown"
     lines = [
-        f"# {data['name']} classifier: {model['backbone']}, {_component(training.get('objective')).split('(')[0]}",
+        f"# {data['name']} classifier: {backbone_label(model['backbone'])}, {_component(training.get('objective')).split('(')[0]}",
         "",
         f"Exported by robustlens from `{metadata['source_checkpoint']['path']}` (epoch {training.get('epoch')}, "
         f"step {training.get('global_step')}) on {metadata['export']['time']} "
@@ -59,7 +61,7 @@ def model_card(metadata: dict[str, Any], metrics: dict[str, Any]) -> str:
         f"- Input: float32 tensor (N, {c}, {h}, {w}) with values in [0, 1]. Do not normalise: the model's first",
         f"  layer `normalize` computes (x - mean) / std with mean {model['mean']} and std {model['std']}.",
         f"- Output: logits (N, {model['num_classes']}) over the classes {listed}.",
-        f"- Architecture: `{model['backbone']}`"
+        f"- Architecture: `{backbone_label(model['backbone'])}`"
         + (f" with {model['backbone_kwargs']}" if model.get("backbone_kwargs") else "")
         + f", activation {model.get('activation', 'relu')}; {model['parameters']:,} parameters.",
         "",

@@ -2,24 +2,39 @@
 
 from lightning_modules.backbones import (
     BUILTIN_BACKBONES,
+    LINKED_ARGUMENTS,
+    BackboneSpec,
     Normalize,
     PreActResNet18,
     SmallCNN,
     available_backbones,
+    backbone_label,
+    backbone_spec,
     build_backbone,
     check_backbone_name,
+    import_backbone_class,
 )
+from lightning_modules.reference_nets import Ismail2021MNIST, Madry2018MNIST, Wong2020MNIST, Zhang2019MNIST
 from lightning_modules.robust_classifier import DivergenceError, RobustClassifier, build_model
 
 __all__ = [
     "BUILTIN_BACKBONES",
+    "LINKED_ARGUMENTS",
+    "BackboneSpec",
     "DivergenceError",
+    "Ismail2021MNIST",
+    "Madry2018MNIST",
     "Normalize",
     "PreActResNet18",
     "RobustClassifier",
     "SmallCNN",
+    "Wong2020MNIST",
+    "Zhang2019MNIST",
     "available_backbones",
+    "backbone_label",
+    "backbone_spec",
     "build_backbone",
     "build_model",
     "check_backbone_name",
+    "import_backbone_class",
 ]

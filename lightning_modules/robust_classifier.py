@@ -1,6 +1,7 @@
 """RobustClassifier: one LightningModule for every recipe.
 
-It composes a backbone (by name, with the normalisation as its first layer), an objective from
+It composes a backbone (a built-in name or any ``nn.Module`` class by ``class_path``, with the
+normalisation as its first layer), an objective from
 ``losses/`` and an optimiser/scheduler, all chosen in YAML. Train, validation and test share
 one step; validation and test also measure accuracy under an evaluation attack that is
 configured apart from the training attack.
@@ -16,7 +17,7 @@ training on catastrophic overfitting); the fit then stops after the current step
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Literal
 
@@ -29,8 +30,15 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from attacks import PGD
-from attributions import softplus_relus
-from lightning_modules.backbones import Activation, Normalize, build_backbone
+from attributions import count_relus, softplus_relus
+from lightning_modules.backbones import (
+    Activation,
+    BackboneSpec,
+    Normalize,
+    backbone_label,
+    build_backbone,
+    resolve_backbone_spec,
+)
 from lightning_modules.rng import capture_rng_states, restore_rng_states
 from losses import ERM, Objective
 
@@ -77,7 +85,7 @@ def _keep_plain_hparams(module: LightningModule) -> None:
 
 
 def build_model(
-    backbone: str,
+    backbone: BackboneSpec | Any,
     num_classes: int,
     input_shape: Sequence[int],
     mean: Sequence[float],
@@ -89,6 +97,7 @@ def build_model(
     """The whole classifier as plain PyTorch: ``Normalize(mean, std)`` then the backbone.
 
     It takes images in [0, 1]; its state_dict keys are ``normalize.*`` and ``net.*``.
+    ``backbone`` is any spec :func:`lightning_modules.backbones.build_backbone` accepts.
     """
     net = build_backbone(backbone, num_classes, input_shape, activation, softplus_beta, **(backbone_kwargs or {}))
     return nn.Sequential(OrderedDict(normalize=Normalize(mean, std), net=net))
@@ -98,7 +107,14 @@ class RobustClassifier(LightningModule):
     """Image classifier trained by a configurable objective, evaluated clean and under attack.
 
     Args:
-        backbone: "small_cnn", "preact_resnet18" or "torchvision/<model name>".
+        backbone: a built-in name ("small_cnn", "preact_resnet18", "wong2020_mnist",
+            "madry2018_mnist", "zhang2019_mnist", "ismail2021_mnist"), "torchvision/<model name>",
+            or any ``nn.Module`` class: in YAML a ``class_path``/``init_args`` node, in Python the
+            class, a ``functools.partial`` of it or ``{"class_path": ..., "init_args": {...}}``.
+            Its arguments named ``num_classes``, ``in_channels``, ``input_shape``, ``image_size``
+            are set from the data (:mod:`lightning_modules.backbones`). Stored in the
+            checkpoint as plain data: the name, or the class path and the init_args it was
+            built with (:func:`lightning_modules.backbones.resolve_backbone_spec`).
         num_classes: outputs (set from the datamodule by ``train.py``).
         input_shape: (C, H, W) of one input (set from the datamodule).
         mean: per-channel mean of the normalisation layer (set from the datamodule).
@@ -111,7 +127,8 @@ class RobustClassifier(LightningModule):
             eval_activation: relu`` it trains with softplus(β) and is evaluated (and exported)
             as the ReLU network. The stored network holds ReLUs unless both are softplus; the
             other phase swaps them for softplus(β) while it runs.
-        backbone_kwargs: extra arguments of the architecture (``width``, ``batch_norm`` ...).
+        backbone_kwargs: extra arguments of a named architecture (``width``, ``batch_norm`` ...);
+            a ``class_path`` backbone takes them in its ``init_args``.
         objective: the training objective (default: ERM).
         eval_attack: the attack behind ``val/acc_pgd`` and ``test/acc_pgd`` (default: L∞ PGD-10,
             ε = 8/255, α = 2/255, seeded so that evaluation is repeatable); None skips it.
@@ -125,7 +142,7 @@ class RobustClassifier(LightningModule):
 
     def __init__(
         self,
-        backbone: str = "small_cnn",
+        backbone: str | Callable[..., nn.Module] = "small_cnn",
         num_classes: int = 10,
         input_shape: Sequence[int] = (1, 28, 28),
         mean: Sequence[float] = (0.5,),
@@ -159,10 +176,21 @@ class RobustClassifier(LightningModule):
         # The CLI logs the whole resolved config once (callbacks.SaveConfigToRun); hparams still go
         # into every checkpoint, as plain data only (see _keep_plain_hparams).
         self.save_hyperparameters(logger=False)
+        # Through train.py the hyper-parameter is already the plain config node (class_path and
+        # init_args) while ``backbone`` is jsonargparse's factory; in Python it is what was passed.
+        spec = resolve_backbone_spec(self.hparams.get("backbone", backbone), num_classes, input_shape)
+        for store in (self._hparams, self._hparams_initial):
+            store["backbone"] = spec
         _keep_plain_hparams(self)
         self.model = build_model(
-            backbone, num_classes, input_shape, mean, std, stored_activation, softplus_beta, backbone_kwargs
+            spec, num_classes, input_shape, mean, std, stored_activation, softplus_beta, backbone_kwargs
         )
+        if any(self._softplus_during.values()) and count_relus(self.model) == 0:
+            field = "activation" if self._softplus_during["train"] else "eval_activation"
+            raise ValueError(
+                f"{field}: softplus replaces the nn.ReLU modules of the backbone, and {backbone_label(spec)} has "
+                "none (does it call F.relu?)"
+            )
         self.softplus_beta = softplus_beta
         self.objective = objective if objective is not None else ERM()
         self.eval_attack = eval_attack

@@ -3,7 +3,7 @@
 Plain PyTorch; nothing here imports Lightning, so a notebook can train or evaluate with them.
 
 Training losses: :class:`ERM`, :class:`PGDAdversarialTraining`, :class:`TRADES`,
-:class:`FastAdversarialTraining` (FGSM-RS), :class:`SaliencyGuidedTraining`. Regularisers, which
+:class:`FastAdversarialTraining` (FGSM-RS), :class:`SaliencyGuidedTraining`, :class:`IGSumNorm`. Regularisers, which
 return a penalty alone and are meant to be added to a training loss with :class:`WeightedSum`:
 :class:`InputGradientPenalty`, :class:`AttributionStability`, :class:`CurvaturePenalty`,
 :class:`IGNorm`.
@@ -15,6 +15,7 @@ from losses.curvature import CurvaturePenalty
 from losses.erm import ERM
 from losses.fast_at import FastAdversarialTraining
 from losses.ig_norm import IGNorm, integrated_gradients_of_loss
+from losses.ig_sum_norm import IGSumNorm
 from losses.input_gradient_penalty import InputGradientPenalty
 from losses.input_gradients import (
     clean_forward,
@@ -35,6 +36,7 @@ __all__ = [
     "EpsilonWarmup",
     "FastAdversarialTraining",
     "IGNorm",
+    "IGSumNorm",
     "InputGradientPenalty",
     "Objective",
     "ObjectiveOutput",

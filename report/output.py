@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from export.staging import staged_folder
+from lightning_modules.backbones import backbone_label
 from metrics import metric_spec
 from report.compute import ReportResult
 from report.figures import accuracy_plot, attribution_figure
@@ -147,7 +148,7 @@ def report_markdown(record: dict[str, Any]) -> str:
     attack = settings["accuracy_attack"]
     metrics = list(settings["metrics"])
     lines = [
-        f"# Analysis report: {data['name']} classifier ({model['backbone']})",
+        f"# Analysis report: {data['name']} classifier ({backbone_label(model['backbone'])})",
         "",
         f"- Model: {source['kind']} `{source['path']}` (epoch {source['epoch']}, step {source['global_step']}).",
         f"- Data: `{data['class_path']}` ({data['config_from']}), test split of {data['split_size']} examples; "
@@ -217,7 +218,7 @@ def write_report(result: ReportResult, out_dir: str | Path) -> dict[str, Any]:
     with staged_folder(out_dir, what="report") as staging:
         (staging / FILES["json"]).write_text(json.dumps(record, indent=2, allow_nan=False) + "\n")
         (staging / FILES["markdown"]).write_text(report_markdown(record))
-        title = f"{record['data']['name']}, {record['model']['backbone']}: {Path(record['source']['path']).name}"
+        title = f"{record['data']['name']}, {backbone_label(record['model']['backbone'])}: {Path(record['source']['path']).name}"
         explained = "predicted class" if plan.settings.target == "predicted" else "label"
         attribution_figure(
             result.figure, plan.datamodule.class_names, staging / FILES["figure"],

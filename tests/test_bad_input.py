@@ -159,6 +159,19 @@ CASES = {
     "clean weight above 1": Case(["--model.objective.init_args.clean_weight=2"], ["clean_weight", "[0, 1]"]),
     "unknown backbone": Case(["--model.backbone=resnet"], ["model.backbone", "small_cnn"]),
     "unknown torchvision model": Case(["--model.backbone=torchvision/resnet9000"], ["model.backbone", "resnet9000"]),
+    "backbone class that cannot be imported": Case(
+        ["--model.backbone=no_such_package.Net"], ["model.backbone", "no_such_package.Net", "PYTHONPATH"]
+    ),
+    "backbone class that is no nn.Module": Case(
+        ["--model.backbone=collections.OrderedDict"], ["model.backbone", "not an nn.Module subclass"]
+    ),
+    "unknown argument of a backbone class": Case(
+        ['--model.backbone={"class_path": "lightning_modules.Wong2020MNIST", "init_args": {"hiden": 10}}'],
+        ["model.backbone", "hiden"],
+    ),
+    "backbone class whose output is not one logit per class": Case(
+        ["--model.backbone=torch.nn.Identity", "--model.backbone_kwargs=null"], ["model.backbone", "num_classes"]
+    ),
     "unknown activation": Case(["--model.activation=tanh"], ["model.activation", "relu", "softplus"]),
     "unknown objective": Case(["--model.objective=losses.Nope"], ["model.objective", "losses.Nope"]),
     "k outside (0, 1)": Case(

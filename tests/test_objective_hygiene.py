@@ -16,6 +16,7 @@ from losses import (
     CurvaturePenalty,
     FastAdversarialTraining,
     IGNorm,
+    IGSumNorm,
     InputGradientPenalty,
     Objective,
     Part,
@@ -36,6 +37,7 @@ OBJECTIVES: dict[str, Callable[[], Objective]] = {
     "attribution_stability": lambda: AttributionStability(perturbation="adversarial", attack=ATTACK),
     "curvature": lambda: CurvaturePenalty(),
     "ig_norm": lambda: IGNorm(riemann_steps=2, attack=ATTACK),
+    "ig_sum_norm": lambda: IGSumNorm(riemann_steps=2, attack=ATTACK),
     "weighted_sum": lambda: WeightedSum([Part(PGDAdversarialTraining(ATTACK)), Part(InputGradientPenalty())]),
 }
 
