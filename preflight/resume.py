@@ -29,6 +29,12 @@ MAY_CHANGE = (
     "data.init_args.num_workers",
     "data.init_args.eval_batch_size",
 )
+#: A class backbone's arguments that the data fills in when the model is built
+#: (:data:`lightning_modules.LINKED_ARGUMENTS`): the recipe's value is replaced, so only the
+#: data's own fields, compared above, can differ.
+FILLED_FROM_DATA = tuple(
+    f"model.backbone.init_args.{name}" for name in ("num_classes", "in_channels", "input_shape", "image_size")
+)
 
 
 def recipe_differences(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
@@ -46,7 +52,7 @@ def recipe_differences(recorded: Mapping[str, Any], current: Mapping[str, Any]) 
 
 
 def _compare(old: Any, new: Any, path: str, found: list[tuple[str, Any, Any]]) -> None:
-    if path in MAY_CHANGE:
+    if path in MAY_CHANGE or path in FILLED_FROM_DATA:
         return
     if isinstance(old, Mapping) and isinstance(new, Mapping):
         if "class_path" in old and "class_path" in new and old["class_path"] != new["class_path"]:

@@ -201,3 +201,18 @@ def test_a_resumed_fit_points_its_loggers_at_the_checkpoints_runs() -> None:
     assert continue_loggers(other, recorded_loggers(metadata)) == []
     # Checkpoints written before the loggers were recorded still name their W&B run.
     assert recorded_loggers({"wandb_run_id": "old1"}) == [{"class_path": "pytorch_lightning.loggers.WandbLogger", "version": "old1"}]
+
+
+def test_backbone_arguments_filled_from_the_data_are_no_recipe_difference() -> None:
+    """A class backbone's num_classes/in_channels come from the data when the model is built, so
+    the checkpoint records the data's value where the recipe may hold another: not a difference
+    (the data's own fields are compared)."""
+    from lightning_modules import LINKED_ARGUMENTS
+    from preflight.resume import FILLED_FROM_DATA, recipe_differences
+
+    assert FILLED_FROM_DATA == tuple(f"model.backbone.init_args.{name}" for name in LINKED_ARGUMENTS)
+    recorded = {"model": {"backbone": {"class_path": "a.Net", "init_args": {"in_channels": 1, "width": 8}}}}
+    current = {"model": {"backbone": {"class_path": "a.Net", "init_args": {"in_channels": 3, "width": 8}}}}
+    assert recipe_differences(recorded, current) == []
+    current["model"]["backbone"]["init_args"]["width"] = 16
+    assert recipe_differences(recorded, current) == [("model.backbone.init_args.width", 8, 16)]
