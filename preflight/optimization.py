@@ -114,7 +114,11 @@ def first_bad_learning_rate(
     scheduler: Any, optimizer: torch.optim.Optimizer, steps: int
 ) -> tuple[int, float] | None:
     """Step ``scheduler`` ``steps`` times; the first (step, learning rate) that is negative or
-    not finite, or None.
+    not finite among those an optimiser step uses, or None.
+
+    The run steps the scheduler after each of its ``steps`` optimiser steps (or epochs), so the
+    learning rate left by the last scheduler step is never used: that step must not raise, but
+    its value is not checked (a linear one-cycle schedule ends a rounding error below 0 there).
 
     Raises:
         ScheduleFailure: when a step raises, with the step's number.
@@ -126,6 +130,8 @@ def first_bad_learning_rate(
                 scheduler.step()
             except Exception as error:  # noqa: BLE001 - whatever the scheduler raises
                 raise ScheduleFailure(step, error) from error
+            if step == steps:
+                break
             for group in optimizer.param_groups:
                 lr = float(group["lr"])
                 if not (lr >= 0.0 and lr != float("inf")):

@@ -71,6 +71,32 @@ def test_a_schedule_that_makes_the_learning_rate_negative_is_refused_at_the_firs
     assert first_bad_learning_rate(scheduler, optimizer, 10) is None
 
 
+def test_the_learning_rate_left_by_the_last_scheduler_step_is_not_checked() -> None:
+    """The run steps the scheduler after each of its N optimiser steps, so the value after the
+    N-th scheduler step is never used: Wong et al.'s linear one-cycle schedule ends a rounding
+    error below zero there, and must pass; a run one step longer would use it."""
+
+    def one_cycle(optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.OneCycleLR:
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=0.005, total_steps=5900, pct_start=0.4, anneal_strategy="linear",
+            cycle_momentum=False, div_factor=1e6, final_div_factor=1.0,
+        )
+
+    optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=0.005)
+    scheduler = one_cycle(optimizer)
+    assert first_bad_learning_rate(scheduler, optimizer, 5900) is None
+    assert float(optimizer.param_groups[0]["lr"]) < 0  # the unused value after the last step
+    optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=0.005)
+    step, lr = first_bad_learning_rate(one_cycle(optimizer), optimizer, 5901)  # type: ignore[misc]
+    assert step == 5900 and lr < 0  # one step longer, and that value would be used
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=-0.5)
+    assert first_bad_learning_rate(scheduler, optimizer, 1) is None  # the negative value is never used
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=-0.5)
+    assert first_bad_learning_rate(scheduler, optimizer, 2) == (1, pytest.approx(-0.05))
+
+
 def test_reduce_on_plateau_is_refused_with_the_alternatives() -> None:
     node = _node("torch.optim.lr_scheduler.ReduceLROnPlateau")
     with pytest.raises(ConfigError, match=r"ReduceLROnPlateau .*\(StepLR"):
