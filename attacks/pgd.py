@@ -90,6 +90,9 @@ class PGD:
         self.steps = int(steps)
         self.norm = norm
         self.random_start = bool(random_start)
+        #: project the random start into [0, 1] before the first gradient (FGSM-RS can leave it
+        #: unclipped, as Wong et al.'s MNIST code does); every iterate after a step is projected
+        self.clip_start = True
         self.restarts = int(restarts)
         self.model_mode = model_mode
         self.seed = seed
@@ -159,12 +162,12 @@ class PGD:
         if not self.random_start:
             return x.clone()
         if ids is None:
-            return self.threat.random_init(x)
+            return self.threat.random_init(x, clip=self.clip_start)
         generator = torch.Generator(device=x.device)
         starts = []
         for i, example_id in enumerate(ids):
             generator.manual_seed(example_seed(int(self.seed or 0), _PGD_STREAM, example_id, restart))
-            starts.append(self.threat.random_init(x[i : i + 1], generator))
+            starts.append(self.threat.random_init(x[i : i + 1], generator, clip=self.clip_start))
         return torch.cat(starts)
 
     def _ascend(self, model: nn.Module, x: Tensor, target: Tensor, loss_fn: LossFn, x_adv: Tensor) -> Tensor:

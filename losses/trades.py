@@ -55,9 +55,10 @@ class _GaussianStart(ThreatModel):
         self.norm = inner.norm
         self.std = std
 
-    def random_init(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def random_init(self, x: Tensor, generator: torch.Generator | None = None, clip: bool = True) -> Tensor:
         noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        return self.inner.project(x + self.std * noise, x)
+        start = x + self.std * noise
+        return self.inner.project(start, x) if clip else start
 
     def step(self, grad: Tensor, step_size: float) -> Tensor:
         return self.inner.step(grad, step_size)
