@@ -8,9 +8,17 @@ For the activations A (B, K, h, w) of a convolutional layer and the target logit
 upsampled bilinearly to the input's H × W. The result is shaped like the input by spreading
 the map evenly over the C channels (each channel holds CAM / C), so that the channel sum used
 by the metrics (:func:`attributions.pixel_map`) is the CAM itself.
+
+A backbone can name its Grad-CAM layer and lay its output out as a map: a submodule with a
+``grad_cam_layer`` attribute (a name relative to it) gives the default layer, and its
+``grad_cam_reshape(output) -> (B, K, h, w)`` method, if any, is applied to the activations and
+their gradients of a layer inside it (a ViT's tokens without the class token, as a grid of
+patches; see :mod:`lightning_modules.timm_backbones`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -25,12 +33,33 @@ def conv_layer_names(model: nn.Module) -> list[str]:
     return [name for name, module in model.named_modules() if isinstance(module, nn.Conv2d)]
 
 
+def backbone_layer_name(model: nn.Module) -> str | None:
+    """The Grad-CAM layer a submodule of ``model`` names (its ``grad_cam_layer``), as a name in
+    ``model``, or None."""
+    for prefix, module in model.named_modules():
+        layer = getattr(module, "grad_cam_layer", None)
+        if isinstance(layer, str) and layer:
+            return f"{prefix}.{layer}" if prefix else layer
+    return None
+
+
+def activation_reshape(model: nn.Module, layer: str) -> Callable[[Tensor], Tensor] | None:
+    """The ``grad_cam_reshape`` of the innermost submodule of ``model`` that holds ``layer``, or None."""
+    found = None
+    for prefix, module in model.named_modules():
+        reshape = getattr(module, "grad_cam_reshape", None)
+        if callable(reshape) and (not prefix or layer.startswith(prefix + ".")):
+            found = reshape
+    return found
+
+
 class GradCAM(GradientAttribution):
     """Gradient-weighted class activation map of one layer, upsampled to the input size.
 
     Args:
         layer: name of the module whose output is used (as in ``model.named_modules()``, for
-            example "net.features.9"); None takes the model's last ``nn.Conv2d``. The output
+            example "net.features.9"); None takes the layer the backbone names (its
+            ``grad_cam_layer``), else the model's last ``nn.Conv2d``. The output
             must not be modified in place later in the forward pass.
         relu: apply the ReLU of the paper (keep only evidence for the class).
         create_graph: keep the graph (training through the explanation, attacking it).
@@ -53,6 +82,8 @@ class GradCAM(GradientAttribution):
     def find_layer(self, model: nn.Module) -> nn.Module:
         """The module whose activations are explained (raises a ValueError naming the choices)."""
         convs = conv_layer_names(model)
+        if self.layer is None and backbone_layer_name(model) is not None:
+            return model.get_submodule(backbone_layer_name(model))
         if self.layer is None:
             if not convs:
                 raise ValueError("layer must name a module: the model has no nn.Conv2d to default to")
@@ -71,14 +102,16 @@ class GradCAM(GradientAttribution):
             logits = model(x)
         finally:
             handle.remove()
-        if len(captured) != 1 or not isinstance(captured[0], Tensor) or captured[0].dim() != 4:
+        layer_name = next((n for n, m in model.named_modules() if m is layer), "")
+        reshape = activation_reshape(model, layer_name) or (lambda t: t)
+        if len(captured) != 1 or not isinstance(captured[0], Tensor) or reshape(captured[0]).dim() != 4:
             raise ValueError(
                 f"layer must be a module called once per forward with a (B, K, h, w) output, "
-                f"got {self.layer or 'the last Conv2d'} called {len(captured)} times"
+                f"got {self.layer or layer_name or 'the last Conv2d'} called {len(captured)} times"
             )
-        activations = captured[0]  # (B, K, h, w)
         score = select_logits(logits, target)  # (B,)
-        (grad,) = torch.autograd.grad(score.sum(), [activations], create_graph=self.create_graph)
+        (grad,) = torch.autograd.grad(score.sum(), [captured[0]], create_graph=self.create_graph)
+        activations, grad = reshape(captured[0]), reshape(grad)  # (B, K, h, w) each
         alpha = grad.mean(dim=(2, 3), keepdim=True)  # (B, K, 1, 1)
         cam = (alpha * activations).sum(dim=1, keepdim=True)  # (B, 1, h, w)
         if self.relu:

@@ -10,6 +10,8 @@ from lightning_modules.backbones import (
     check_backbone_name,
 )
 from lightning_modules.robust_classifier import DivergenceError, RobustClassifier, build_model
+from lightning_modules.timm_backbones import TimmBackbone
+from lightning_modules.wide_resnet import WideResNet
 
 __all__ = [
     "BUILTIN_BACKBONES",
@@ -18,6 +20,8 @@ __all__ = [
     "PreActResNet18",
     "RobustClassifier",
     "SmallCNN",
+    "TimmBackbone",
+    "WideResNet",
     "available_backbones",
     "build_backbone",
     "build_model",

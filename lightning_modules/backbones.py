@@ -7,8 +7,11 @@ export bundles refer to architectures by a short, validated string:
   28×28 and 32×32 inputs (the quickstart model).
 - ``preact_resnet18``: PreAct ResNet-18 (He et al., ECCV 2016), the standard model of
   adversarial training on CIFAR-10 (Rice, Wong & Kolter, ICML 2020).
+- ``wrn28_10``, ``wrn34_10``: WideResNet-28-10 and -34-10 (:mod:`lightning_modules.wide_resnet`).
 - ``torchvision/<name>``: any torchvision classification model, untrained, with
   ``num_classes`` outputs; single-channel inputs are repeated to three channels.
+- ``timm/<name>``: any timm model, with the optional dependency
+  (:mod:`lightning_modules.timm_backbones`).
 
 Activations are ``nn.ReLU`` modules (never ``F.relu``), so that softplus(β) can replace them
 (:mod:`attributions.activations`).
@@ -23,9 +26,11 @@ import torch
 from torch import Tensor, nn
 
 from attributions.activations import relu_to_softplus
+from lightning_modules.timm_backbones import TIMM_PREFIX, TimmBackbone, check_timm_name
+from lightning_modules.wide_resnet import WIDE_RESNETS, build_wide_resnet
 
 Activation = Literal["relu", "softplus"]
-BUILTIN_BACKBONES: tuple[str, ...] = ("small_cnn", "preact_resnet18")
+BUILTIN_BACKBONES: tuple[str, ...] = ("small_cnn", "preact_resnet18", *WIDE_RESNETS)
 TORCHVISION_PREFIX = "torchvision/"
 
 
@@ -172,6 +177,8 @@ def check_backbone_name(name: str) -> None:
     """Raise a ValueError naming the allowed values when ``name`` is no known backbone."""
     if name in BUILTIN_BACKBONES:
         return
+    if name.startswith(TIMM_PREFIX):
+        return check_timm_name(name)
     if name.startswith(TORCHVISION_PREFIX):
         import torchvision
 
@@ -184,7 +191,8 @@ def check_backbone_name(name: str) -> None:
             f"choose one of {', '.join(names[:8])}, ... (torchvision.models.list_models())"
         )
     raise ValueError(
-        f"backbone must be one of {', '.join(BUILTIN_BACKBONES)} or 'torchvision/<model name>', got {name!r}"
+        f"backbone must be one of {', '.join(BUILTIN_BACKBONES)}, 'torchvision/<model name>' or "
+        f"'timm/<model name>', got {name!r}"
     )
 
 
@@ -199,7 +207,8 @@ def build_backbone(
     """Build the backbone called ``name`` for inputs of shape (C, H, W).
 
     Args:
-        name: "small_cnn", "preact_resnet18" or "torchvision/<model name>".
+        name: "small_cnn", "preact_resnet18", "wrn28_10", "wrn34_10", "torchvision/<model name>"
+            or "timm/<model name>".
         num_classes: number of outputs.
         input_shape: (C, H, W) of one input.
         activation: "relu", or "softplus" to replace every ReLU by softplus(``softplus_beta``).
@@ -216,6 +225,10 @@ def build_backbone(
         net: nn.Module = SmallCNN(c, num_classes, (h, w), **kwargs)  # type: ignore[arg-type]
     elif name == "preact_resnet18":
         net = PreActResNet18(c, num_classes, **kwargs)  # type: ignore[arg-type]
+    elif name in WIDE_RESNETS:
+        net = build_wide_resnet(name, c, num_classes, **kwargs)
+    elif name.startswith(TIMM_PREFIX):
+        net = TimmBackbone(name, c, num_classes, (h, w), **kwargs)
     else:
         import torchvision
 
