@@ -115,4 +115,8 @@ def build_wide_resnet(name: str, in_channels: int, num_classes: int, **kwargs: o
     """The built-in ``name`` (``wrn28_10``, ``wrn34_10``), its depth and width overridable by ``kwargs``."""
     depth, widen_factor = WIDE_RESNETS[name]
     options = {"depth": depth, "widen_factor": widen_factor, **kwargs}
-    return WideResNet(in_channels, num_classes, **options)  # type: ignore[arg-type]
+    try:
+        return WideResNet(in_channels, num_classes, **options)  # type: ignore[arg-type]
+    except ValueError as error:
+        message = str(error)
+    raise ValueError(f"backbone_kwargs: {message}")  # outside the except block: the CLI names this field
