@@ -82,8 +82,9 @@ class GradCAM(GradientAttribution):
     def find_layer(self, model: nn.Module) -> nn.Module:
         """The module whose activations are explained (raises a ValueError naming the choices)."""
         convs = conv_layer_names(model)
-        if self.layer is None and backbone_layer_name(model) is not None:
-            return model.get_submodule(backbone_layer_name(model))
+        named = backbone_layer_name(model) if self.layer is None else None
+        if named is not None:
+            return model.get_submodule(named)
         if self.layer is None:
             if not convs:
                 raise ValueError("layer must name a module: the model has no nn.Conv2d to default to")
