@@ -17,9 +17,16 @@ softplus, ...) that follows its last ``nn.Conv2d`` in module order, with only no
 dropout between them, or that convolution itself when no activation follows. Any module can be
 chosen by name instead. With a global-average-pooling layer and one linear layer after A,
 α_k = W_tk / (h·w) and Grad-CAM is ReLU(CAM) / (h·w), CAM of Zhou et al. (CVPR 2016).
+
+A backbone can also lay a layer's output out as a map: the ``gradcam_reshape(output) -> (B, K,
+h, w)`` method of the innermost submodule holding the layer, if any, is applied to the
+activations and their gradients (a ViT's tokens without the class token, as a grid of patches;
+see :mod:`lightning_modules.timm_backbones`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +37,7 @@ from attributions.base import GradientAttribution, select_logits
 
 
 GRADCAM_LAYER_ATTRIBUTE = "gradcam_layer"
+GRADCAM_RESHAPE_ATTRIBUTE = "gradcam_reshape"
 
 #: the modules the default layer may pass through after the last convolution, and the
 #: activations whose output it takes
@@ -73,6 +81,16 @@ def default_gradcam_layer(model: nn.Module) -> str:
         if not isinstance(module, _PASS_THROUGH):
             break
     return leaves[convs[-1]][0]
+
+
+def activation_reshape(model: nn.Module, layer: str) -> Callable[[Tensor], Tensor] | None:
+    """The ``gradcam_reshape`` of the innermost submodule of ``model`` that holds ``layer``, or None."""
+    found = None
+    for prefix, module in model.named_modules():
+        reshape = getattr(module, GRADCAM_RESHAPE_ATTRIBUTE, None)
+        if callable(reshape) and (not prefix or layer.startswith(prefix + ".")):
+            found = reshape
+    return found
 
 
 class GradCAM(GradientAttribution):
@@ -124,14 +142,15 @@ class GradCAM(GradientAttribution):
             logits = model(x)
         finally:
             handle.remove()
-        if len(captured) != 1 or not isinstance(captured[0], Tensor) or captured[0].dim() != 4:
+        reshape = activation_reshape(model, name) or (lambda t: t)
+        if len(captured) != 1 or not isinstance(captured[0], Tensor) or reshape(captured[0]).dim() != 4:
             raise ValueError(
                 f"layer must be a module called once per forward with a (B, K, h, w) output, "
                 f"got {name!r} called {len(captured)} times"
             )
-        activations = captured[0]  # (B, K, h, w)
         score = select_logits(logits, target)  # (B,)
-        (grad,) = torch.autograd.grad(score.sum(), [activations], create_graph=self.create_graph)
+        (grad,) = torch.autograd.grad(score.sum(), [captured[0]], create_graph=self.create_graph)
+        activations, grad = reshape(captured[0]), reshape(grad)  # (B, K, h, w) each
         alpha = grad.mean(dim=(2, 3), keepdim=True)  # (B, K, 1, 1)
         cam = (alpha * activations).sum(dim=1, keepdim=True)  # (B, 1, h, w)
         if self.relu:

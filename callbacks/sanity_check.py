@@ -160,7 +160,7 @@ class SanityCheck(ProbeCallback):
         if self.skip(trainer):
             return
         started = time.perf_counter()
-        self.last = self.evaluate(classifier(pl_module))
+        self.last = self.evaluate(classifier(pl_module, trainer))
         if not trainer.is_global_zero:
             self.seconds += time.perf_counter() - started
             return

@@ -16,6 +16,8 @@ from lightning_modules.backbones import (
 )
 from lightning_modules.reference_nets import Ismail2021MNIST, Madry2018MNIST, Wong2020MNIST, Zhang2019MNIST
 from lightning_modules.robust_classifier import DivergenceError, RobustClassifier, build_model
+from lightning_modules.timm_backbones import TimmBackbone
+from lightning_modules.wide_resnet import WideResNet
 
 __all__ = [
     "BUILTIN_BACKBONES",
@@ -28,6 +30,8 @@ __all__ = [
     "PreActResNet18",
     "RobustClassifier",
     "SmallCNN",
+    "TimmBackbone",
+    "WideResNet",
     "Wong2020MNIST",
     "Zhang2019MNIST",
     "available_backbones",

@@ -13,10 +13,14 @@ store:
     ``ismail2021_mnist``: the MNIST networks of published robust-training papers
     (:mod:`lightning_modules.reference_nets`).
 
+  - ``wrn28_10``, ``wrn34_10``: WideResNet-28-10 and -34-10 (:mod:`lightning_modules.wide_resnet`).
+
 - ``torchvision/<name>``: any torchvision classification model, untrained, with
   ``num_classes`` outputs; single-channel inputs are repeated to three channels.
 - any ``nn.Module`` class, by ``{"class_path": "package.module.Class", "init_args": {...}}``
   (in YAML the usual ``class_path``/``init_args`` node), or by its dotted path alone.
+- ``timm/<name>``: any timm model, with the optional dependency
+  (:mod:`lightning_modules.timm_backbones`).
 
 Every class is built the same way (:func:`build_backbone`): the arguments it declares under the
 names ``num_classes``, ``in_channels``, ``input_shape`` (C, H, W) and ``image_size`` (H, W)
@@ -56,6 +60,7 @@ import torch
 from torch import Tensor, nn
 
 from attributions.activations import count_relus, relu_to_softplus
+from lightning_modules.timm_backbones import TIMM_PREFIX, TimmBackbone, check_timm_name
 
 Activation = Literal["relu", "softplus"]
 BackboneSpec = str | dict[str, Any]
@@ -68,6 +73,8 @@ BUILTIN_BACKBONES: dict[str, str] = {
     "madry2018_mnist": "lightning_modules.reference_nets.Madry2018MNIST",
     "zhang2019_mnist": "lightning_modules.reference_nets.Zhang2019MNIST",
     "ismail2021_mnist": "lightning_modules.reference_nets.Ismail2021MNIST",
+    "wrn28_10": "lightning_modules.wide_resnet.WideResNet28x10",
+    "wrn34_10": "lightning_modules.wide_resnet.WideResNet34x10",
 }
 """Built-in backbones: name → class path. One line registers a new one."""
 
@@ -251,7 +258,7 @@ def available_backbones() -> list[str]:
 
 def _allowed() -> str:
     return (
-        f"one of {', '.join(BUILTIN_BACKBONES)}, 'torchvision/<model name>', or an nn.Module class as "
+        f"one of {', '.join(BUILTIN_BACKBONES)}, 'torchvision/<model name>', 'timm/<model name>', or an nn.Module class as "
         "'package.module.Class' or {class_path: package.module.Class, init_args: {...}}"
     )
 
@@ -346,6 +353,8 @@ def check_backbone_name(name: str) -> None:
     """
     if name in BUILTIN_BACKBONES:
         return
+    if name.startswith(TIMM_PREFIX):
+        return check_timm_name(name)
     if name.startswith(TORCHVISION_PREFIX):
         import torchvision
 
@@ -463,7 +472,7 @@ def build_backbone(
     """Build the backbone ``name`` (any spec, see the module doc) for inputs of shape (C, H, W).
 
     Args:
-        name: a built-in name, ``torchvision/<model name>``, a dotted ``nn.Module`` class path,
+        name: a built-in name, ``torchvision/<model name>``, ``timm/<model name>``, a dotted ``nn.Module`` class path,
             ``{"class_path": ..., "init_args": {...}}``, or an ``nn.Module`` class.
         num_classes: number of outputs.
         input_shape: (C, H, W) of one input.
@@ -490,17 +499,21 @@ def build_backbone(
             f"{spec['class_path']} in backbone.init_args"
         )
     label = backbone_label(spec)
+    net: nn.Module
     if isinstance(spec, str) and spec.startswith(TORCHVISION_PREFIX):
         check_backbone_name(spec)
         import torchvision
 
         tv_name = spec[len(TORCHVISION_PREFIX) :]
-        net: nn.Module = torchvision.models.get_model(tv_name, weights=None, num_classes=num_classes, **kwargs)
+        net = torchvision.models.get_model(tv_name, weights=None, num_classes=num_classes, **kwargs)
         net.gradcam_layer = torchvision_gradcam_layer(tv_name, net)  # None: Grad-CAM needs a layer named
         if c == 1:
             net = nn.Sequential(ChannelRepeat(3), net)
         elif c != 3:
             raise ValueError(f"backbone {spec!r} takes 1 or 3 input channels, got input_shape {tuple(input_shape)}")
+    elif isinstance(spec, str) and spec.startswith(TIMM_PREFIX):
+        check_backbone_name(spec)
+        net = TimmBackbone(spec, c, num_classes, (h, w), **kwargs)
     elif isinstance(spec, str):
         check_backbone_name(spec)
         cls = import_backbone_class(BUILTIN_BACKBONES.get(spec, spec))

@@ -7,8 +7,17 @@ one step; validation and test also measure accuracy under an evaluation attack t
 configured apart from the training attack.
 
 Logged keys: ``train/loss``, ``train/acc`` (accuracy on the examples the objective trained on:
-adversarial ones for PGD-AT), ``train/<part>`` for every part the objective reports, and per
-evaluation stage ``<stage>/loss``, ``<stage>/acc`` and ``<stage>/acc_pgd``.
+adversarial ones for PGD-AT), ``train/acc_adv`` (accuracy on the training attack's examples,
+when the objective trains on adversarial examples), ``train/<part>`` for every part the
+objective reports, per evaluation stage ``<stage>/loss``, ``<stage>/acc`` and
+``<stage>/acc_pgd``, and ``val/robust_gap``.
+
+``val/robust_gap`` makes robust overfitting (Rice, Wong & Kolter, ICML 2020) visible while
+training: the accuracy on the training attack's adversarial examples, counted at each step on
+the weights of that step over every training batch since the previous validation (one epoch
+with the default cadence), minus ``val/acc_pgd``. It is logged when the objective reports
+adversarial logits and the evaluation attack is on; positive values mean the model is more
+robust on its training images than on held-out ones.
 
 An objective may ask to end training (``objective.stop_requested``, e.g. fast adversarial
 training on catastrophic overfitting); the fit then stops after the current step.
@@ -22,6 +31,7 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Literal
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from pytorch_lightning import LightningModule
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
@@ -108,7 +118,8 @@ class RobustClassifier(LightningModule):
 
     Args:
         backbone: a built-in name ("small_cnn", "preact_resnet18", "wong2020_mnist",
-            "madry2018_mnist", "zhang2019_mnist", "ismail2021_mnist"), "torchvision/<model name>",
+            "madry2018_mnist", "zhang2019_mnist", "ismail2021_mnist", "wrn28_10", "wrn34_10"),
+            "torchvision/<model name>", "timm/<model name>" (optional dependency),
             or any ``nn.Module`` class: in YAML a ``class_path``/``init_args`` node, in Python the
             class, a ``functools.partial`` of it or ``{"class_path": ..., "init_args": {...}}``.
             Its arguments named ``num_classes``, ``in_channels``, ``input_shape``, ``image_size``
@@ -200,6 +211,11 @@ class RobustClassifier(LightningModule):
         self.check_finite = check_finite
         self._rng_states_to_restore: dict[str, Any] | None = None
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.train_acc_adv = MulticlassAccuracy(num_classes, average="micro")
+        # (correct, seen) on adversarial training examples since the last validation, summed
+        # over processes at every step, so every rank (and rank zero's checkpoint) holds the
+        # global counts: a resumed run continues them exactly.
+        self._robust_counts: Tensor | None = None
         self.eval_acc = nn.ModuleDict({s: MulticlassAccuracy(num_classes, average="micro") for s in ("val", "test")})
         self.eval_acc_pgd = nn.ModuleDict(
             {s: MulticlassAccuracy(num_classes, average="micro") for s in ("val", "test")}
@@ -229,6 +245,10 @@ class RobustClassifier(LightningModule):
         if out.logits is not None:
             self.train_acc(out.logits.detach(), y)
             self.log("train/acc", self.train_acc, prog_bar=True)
+        if out.logits_adv is not None:
+            self.train_acc_adv(out.logits_adv.detach(), y)
+            self.log("train/acc_adv", self.train_acc_adv)
+            self._count_robust(out.logits_adv.detach(), y)
         if out.logs:
             self.log_dict({f"train/{name}": value for name, value in out.logs.items()})
         return out.loss
@@ -243,13 +263,37 @@ class RobustClassifier(LightningModule):
             "the regulariser weights, or try gradient clipping (trainer.gradient_clip_val)."
         )
 
+    def _count_robust(self, logits_adv: Tensor, y: Tensor) -> None:
+        """Add this step's (correct, seen) adversarial training examples, summed over processes."""
+        counts = torch.stack([(logits_adv.argmax(dim=1) == y).sum(), torch.tensor(y.numel(), device=y.device)])
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            # torch's all-reduce, not strategy.reduce: that one adds a barrier, a host sync per step.
+            dist.all_reduce(counts)
+        previous = self._robust_counts
+        self._robust_counts = counts if previous is None else previous.to(counts.device) + counts
+
+    def on_validation_epoch_end(self) -> None:
+        """Log ``val/robust_gap`` (see the module doc) and start the next count."""
+        if self.trainer.sanity_checking or self.eval_attack is None or self._robust_counts is None:
+            return
+        if self.eval_acc_pgd["val"].update_count == 0:
+            return
+        train_robust = self._robust_counts[0].float() / self._robust_counts[1].float()
+        val_robust = self.eval_acc_pgd["val"].compute()  # reduced over processes
+        self.log("val/robust_gap", train_robust.to(val_robust.device) - val_robust.float())
+        self._robust_counts = None
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["rng_states"] = capture_rng_states()
+        if self._robust_counts is not None:
+            checkpoint["robust_gap_counts"] = self._robust_counts.tolist()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Restored right before the next training batch, not now: whatever runs in between
         # (sanity-check validation, callbacks' setup) must not shift the training streams.
         self._rng_states_to_restore = checkpoint.get("rng_states")
+        counts = checkpoint.get("robust_gap_counts")
+        self._robust_counts = None if counts is None else torch.tensor(counts, dtype=torch.long)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         if self._rng_states_to_restore is not None:

@@ -106,7 +106,7 @@ class IGNorm(Objective):
 
     def forward(self, model: nn.Module, x: Tensor, y: Tensor, context: StepContext | None = None) -> ObjectiveOutput:
         refuse_float16_autocast(x, type(self).__name__)
-        attack = scaled_attack(self.attack, self.warmup.next_fraction())
+        attack = scaled_attack(self.attack, self.warmup.next_fraction(context))
         x_end = self.worst_endpoint(model, x, y, attack)
         ig = integrated_gradients_of_loss(model, x.detach(), x_end, y, self.riemann_steps)
         ig_l1 = upcast(ig.flatten(1)).abs().sum(1).mean()

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attacks import PGD, module_mode
-from losses.base import StepContext, upcast
+from losses.base import FORWARD_KEY, StepContext, upcast
 
 CLEAN_FORWARD_KEY = "clean"
 
@@ -70,7 +70,7 @@ def shared_forward(
         x_leaf = input_leaf(x)
         return x_leaf, model(x_leaf)
 
-    return context.get(("forward", key), forward)
+    return context.get((FORWARD_KEY, key), forward)
 
 
 def clean_forward(

@@ -109,8 +109,12 @@ class TRADES(Objective):
             return compute()
         return context.get(("trades_adversarial", repr(attack)), compute)
 
+    def prepare(self, model: nn.Module, x: Tensor, y: Tensor, context: StepContext) -> None:
+        attack = scaled_attack(self.attack, self.warmup.next_fraction(context))
+        self.adversarial_example(model, x, attack, context)
+
     def forward(self, model: nn.Module, x: Tensor, y: Tensor, context: StepContext | None = None) -> ObjectiveOutput:
-        attack = scaled_attack(self.attack, self.warmup.next_fraction())
+        attack = scaled_attack(self.attack, self.warmup.next_fraction(context))
         x_adv = self.adversarial_example(model, x, attack, context)
         _, logits = clean_forward(model, x, context, needs_input_grad=False)
         logits_adv = model(x_adv)
@@ -120,4 +124,4 @@ class TRADES(Objective):
         logs = {"ce": ce.detach(), "kl": kl.detach()}
         if self.warmup.warmup_steps:
             logs["eps"] = torch.tensor(attack.eps, device=x.device)
-        return ObjectiveOutput(loss, logs, logits)
+        return ObjectiveOutput(loss, logs, logits, logits_adv)

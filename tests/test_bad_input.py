@@ -185,6 +185,23 @@ CASES = {
     "negative TRADES beta": Case(
         ['--model.objective={"class_path": "losses.TRADES", "init_args": {"beta": -1}}'], ["beta", ">= 0"]
     ),
+    "negative MART beta": Case(
+        ['--model.objective={"class_path": "losses.MART", "init_args": {"beta": -1}}'], ["beta", ">= 0"]
+    ),
+    "AWP of size 0": Case(
+        [
+            '--model.objective={"class_path": "losses.AWP", "init_args": {"gamma": 0, '
+            '"objective": {"class_path": "losses.PGDAdversarialTraining"}}}'
+        ],
+        ["model.objective.init_args.gamma", "> 0"],
+    ),
+    "weight average decay of 1": Case(
+        [_extra_callback("WeightAverage", decay=1.0)], ["trainer.callbacks[5].init_args.decay", "[0, 1)"]
+    ),
+    "unknown WideResNet depth": Case(
+        ["--model.backbone=wrn28_10", "--model.backbone_kwargs={depth: 27}"],
+        ["model.backbone_kwargs", "depth must be", "divisible by 6"],
+    ),
     "two-channel images": Case(["--data.init_args.channels=2"], ["channels", "1 or 3"]),
     "missing data directory": Case(
         ["--data.init_args.data_dir={in}/nowhere", "--trainer.logger=false"],
