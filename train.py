@@ -79,9 +79,12 @@ def _failing_field(error: BaseException, config: dict[str, Any]) -> str | None:
     value for that argument is the culprit.
     """
     init_frame = None
+    classifier_frames = []
     for frame, _ in traceback.walk_tb(error.__traceback__):
         if frame.f_code.co_name == "__init__" and "self" in frame.f_locals:
             init_frame = frame
+            if isinstance(frame.f_locals["self"], RobustClassifier):
+                classifier_frames.append(frame)
     if init_frame is None:
         return None
     cls_name = type(init_frame.f_locals["self"]).__name__
@@ -104,6 +107,10 @@ def _failing_field(error: BaseException, config: dict[str, Any]) -> str | None:
         return candidates[-1][0]
     if cls_name == RobustClassifier.__name__:
         return f"model.{argument}"
+    for frame in classifier_frames:  # a named backbone refused one of ``model.backbone_kwargs``
+        if argument in (frame.f_locals.get("backbone_kwargs") or {}):
+            return f"model.backbone_kwargs.{argument}"
+        return "model.backbone"
     return None
 
 

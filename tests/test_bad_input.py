@@ -274,7 +274,11 @@ CASES = {
         ["model.lr_scheduler", "StepLR(step_size=0)", "scheduler step 1"],
     ),
     "schedule that turns the learning rate negative": Case(
-        ["--model.lr_scheduler=torch.optim.lr_scheduler.ExponentialLR", "--model.lr_scheduler.init_args.gamma=-0.5"],
+        [
+            "--model.lr_scheduler=torch.optim.lr_scheduler.ExponentialLR",
+            "--model.lr_scheduler.init_args.gamma=-0.5",
+            "--trainer.max_epochs=2",  # the second epoch would train with lr < 0
+        ],
         ["model.lr_scheduler", "gamma=-0.5", ">= 0"],
     ),
     "OneCycleLR shorter than the run": Case(
