@@ -23,18 +23,25 @@ from typing import Any, NoReturn
 
 import yaml
 
+from pytorch_lightning import Trainer
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.plugins.io import TorchCheckpointIO
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
-from callbacks import ProbeCallback, RobustnessEvaluator, SaveConfigToRun
+import preflight
+from callbacks import CHECKPOINT_KEY, ProbeCallback, RobustnessEvaluator, SaveConfigToRun
+from callbacks.checkpoint_io import AtomicCheckpointIO
 from datamodules import ImageDataModule
 from export import cli as export_cli
 from export.checkpoint import CheckpointError, check_weights_fit, read_checkpoint
-from lightning_modules import DivergenceError, RobustClassifier
+from export.staging import AtomicWriteError
+from lightning_modules import LINKED_ARGUMENTS, DivergenceError, RobustClassifier
 from report import cli as report_cli
 
 LINKED_FROM_DATA = ("num_classes", "input_shape", "mean", "std")
 LIGHTNING_CKPT_ALIASES = ("last", "best", "hpc", "registry")
+MAX_SEED = 2**32 - 1  # what seed_everything (NumPy) accepts
 
 
 def _config_nodes(config: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
@@ -72,9 +79,12 @@ def _failing_field(error: BaseException, config: dict[str, Any]) -> str | None:
     value for that argument is the culprit.
     """
     init_frame = None
+    classifier_frames = []
     for frame, _ in traceback.walk_tb(error.__traceback__):
         if frame.f_code.co_name == "__init__" and "self" in frame.f_locals:
             init_frame = frame
+            if isinstance(frame.f_locals["self"], RobustClassifier):
+                classifier_frames.append(frame)
     if init_frame is None:
         return None
     cls_name = type(init_frame.f_locals["self"]).__name__
@@ -89,10 +99,18 @@ def _failing_field(error: BaseException, config: dict[str, Any]) -> str | None:
         init_args = node.get("init_args") or {}
         if argument in init_args and init_args[argument] == value:
             return f"{path}.init_args.{argument}"
+    for path, node in candidates:  # the argument named elsewhere in the message ("`mode` can be min, max")
+        named = [k for k in node.get("init_args") or {} if re.search(rf"(?<![\w.]){re.escape(k)}(?![\w])", str(error))]
+        if len(named) == 1 and init_frame.f_locals.get(named[0], object()) == node["init_args"][named[0]]:
+            return f"{path}.init_args.{named[0]}"
     if candidates:
         return candidates[-1][0]
     if cls_name == RobustClassifier.__name__:
         return f"model.{argument}"
+    for frame in classifier_frames:  # a named backbone refused one of ``model.backbone_kwargs``
+        if argument in (frame.f_locals.get("backbone_kwargs") or {}):
+            return f"model.backbone_kwargs.{argument}"
+        return "model.backbone"
     return None
 
 
@@ -168,6 +186,24 @@ class RobustLensCLI(LightningCLI):
             field = _failing_field(cause, dumped)
             where = f"{field}: " if field else ""
             self._parser(self.subcommand).error(f"invalid configuration: {where}{cause}")
+        self._record_backbone_arguments()
+
+    def _record_backbone_arguments(self) -> None:
+        """Write the data's values into a class backbone's ``init_args`` in the recorded config.
+
+        The parser fills ``init_args`` with the class's defaults (``in_channels: 3``), while the
+        backbone is built with the arguments linked from the data (``in_channels: 1``); the
+        config saved with the run and in its checkpoints states the latter.
+        """
+        built = getattr(self.model, "hparams", {}).get("backbone")
+        config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
+        recorded = config.get("model.backbone")
+        if not isinstance(built, dict) or recorded is None or not hasattr(recorded, "init_args"):
+            return
+        for name in LINKED_ARGUMENTS:
+            # Only those the parser holds: a required argument (num_classes) is left to the call.
+            if name in built["init_args"] and name in recorded.init_args:
+                recorded.init_args[name] = built["init_args"][name]
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         super().parse_arguments(parser, args)
@@ -176,12 +212,67 @@ class RobustLensCLI(LightningCLI):
         # or foreign file is reported by name instead of failing deep inside torch.
         self._checkpoint: dict[str, Any] | None = None
         subcommand = self.config.get("subcommand")
-        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if not subcommand:
+            return
+        seed = self.config[subcommand].get("seed_everything")
+        if not isinstance(seed, bool) and isinstance(seed, int) and not 0 <= seed <= MAX_SEED:
+            self._parser(subcommand).error(
+                f"invalid configuration: seed_everything: must be an int in [0, {MAX_SEED}], true (a random seed) "
+                f"or false (no seeding), got {seed}"
+            )
+        ckpt_path = self.config[subcommand].get("ckpt_path")
         if ckpt_path and ckpt_path not in LIGHTNING_CKPT_ALIASES and Path(ckpt_path).exists():
             try:
                 self._checkpoint = read_checkpoint(ckpt_path)
             except (CheckpointError, OSError) as error:
                 self._parser(subcommand).error(f"invalid input: ckpt_path: {error}")
+            if subcommand == "fit":
+                self._check_same_recipe(subcommand, ckpt_path)
+
+    def _check_same_recipe(self, subcommand: str, ckpt_path: str) -> None:
+        """Refuse to resume a fit from a checkpoint trained with another recipe (before
+        LightningCLI replaces the recipe's model by the checkpoint's own)."""
+        metadata = (self._checkpoint or {}).get(CHECKPOINT_KEY)
+        recorded_text = metadata.get("config") if isinstance(metadata, dict) else None
+        if not recorded_text:
+            return  # saved outside train.py: no recipe to compare with
+        recorded = yaml.safe_load(recorded_text) or {}
+        current = self._dumped_config(subcommand)
+        if isinstance(current.get("seed_everything"), bool):
+            current.pop("seed_everything")  # a random seed: nothing to compare
+        differences = preflight.recipe_differences(recorded, current)
+        if differences:
+            self._parser(subcommand).error(f"invalid input: ckpt_path: {preflight.describe_differences(ckpt_path, differences)}")
+
+    def _dumped_config(self, subcommand: str) -> dict[str, Any]:
+        """The subcommand's configuration as plain data (what ``config.yaml`` records)."""
+        return yaml.safe_load(self._parser(subcommand).dump(self.config[subcommand], format="yaml")) or {}
+
+    def before_instantiate_classes(self) -> None:
+        """A resumed fit logs to the run its checkpoint came from (the same W&B run, the same
+        run folder), unless the recipe names a run itself."""
+        if self.subcommand != "fit" or self._checkpoint is None:
+            return
+        recorded = preflight.recorded_loggers(self._checkpoint.get(CHECKPOINT_KEY))
+        for line in preflight.continue_loggers(self.config[self.subcommand]["trainer"], recorded):
+            print(f"robustlens: resuming the run of the checkpoint: {line}", flush=True)
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """Build the trainer; an argument Lightning refuses is reported against its field."""
+        try:
+            return super().instantiate_trainer(**kwargs)
+        except (MisconfigurationException, ValueError, TypeError, ImportError) as error:
+            config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
+            name = preflight.refused_trainer_argument(error, config)
+            where = f"trainer.{name}: " if name else "trainer: "
+            self._parser(self.subcommand).error(f"invalid configuration: {where}{error}")
+
+    def after_instantiate_classes(self) -> None:
+        """Checkpoints are written atomically (:class:`callbacks.checkpoint_io.AtomicCheckpointIO`)
+        unless the strategy was given another CheckpointIO."""
+        strategy = self.trainer.strategy
+        if type(strategy.checkpoint_io) is TorchCheckpointIO:
+            strategy.checkpoint_io = AtomicCheckpointIO()
 
     def before_fit(self) -> None:
         self._check_inputs("fit")
@@ -211,13 +302,30 @@ class RobustLensCLI(LightningCLI):
                 check_weights_fit(self.model, checkpoint["state_dict"], ckpt_path)
             except (CheckpointError, OSError) as error:
                 parser.error(f"invalid input: ckpt_path: {error}")
-        if not getattr(self.datamodule, "download", False):
+        data_ready = not getattr(self.datamodule, "download", False)
+        if data_ready:
             try:
                 self.datamodule.setup(stage)
             except (ValueError, OSError) as error:
                 parser.error(f"invalid input: data: {error}")
             if stage == "fit":
                 self._check_probe_callbacks(parser)
+        try:
+            preflight.check_run(
+                stage, self.config[self.subcommand].as_dict(), self.trainer, self.model, self.datamodule,
+                self._configured_callbacks(), data_ready,
+            )  # fmt: skip
+        except preflight.ConfigError as error:
+            parser.error(f"invalid configuration: {error}")
+
+    def _configured_callbacks(self) -> list[tuple[str, Any]]:
+        """``(trainer.callbacks[i], callback)`` of the recipe's callbacks, in its order."""
+        callbacks = self._get(self.config_init, "trainer", default={}).get("callbacks")
+        if callbacks is None:
+            return []
+        if not isinstance(callbacks, list):
+            return [("trainer.callbacks", callbacks)]
+        return [(f"trainer.callbacks[{i}]", callback) for i, callback in enumerate(callbacks)]
 
     def _check_probe_callbacks(self, parser: Any) -> None:
         """Draw the monitoring callbacks' probe sets now: a probe set larger than the validation
@@ -272,7 +380,7 @@ def main(args: list[str] | None = None, run: bool = True) -> RobustLensCLI | Non
             args=args,
             run=run,
         )
-    except DivergenceError as error:
+    except (DivergenceError, AtomicWriteError) as error:  # AtomicWriteError: a checkpoint that could not be written
         _finish_wandb()
         sys.stderr.write(f"error: {error}\n")
         raise SystemExit(1) from error

@@ -19,11 +19,14 @@ from attacks.threat_models import NORMS, L2Threat, LinfThreat, Norm, ThreatModel
 
 # After the modules above: attacks.explanation imports attributions, which imports attacks.modes.
 from attacks.explanation import (  # noqa: E402
+    CRITERIA,
     ExplanationAttackResult,
+    Selection,
     TopKExplanationAttack,
     default_topk,
     topk_mask,
 )
+from attacks.explanation_protocols import CHEN_PROTOCOLS, TopKAttackProtocol, chen_protocol  # noqa: E402
 
 __all__ = [
     "ATTACK_LOSSES",
@@ -31,12 +34,15 @@ __all__ = [
     "AttackLoss",
     "AutoAttack",
     "AutoAttackVersion",
+    "CHEN_PROTOCOLS",
+    "CRITERIA",
     "FGSM_RS_STEP_FACTOR",
     "FGSMRandomStart",
     "MODEL_MODES",
     "NORMS",
     "PGD",
     "EvaluationAttack",
+    "Selection",
     "ExplanationAttackResult",
     "L2Threat",
     "LinfThreat",
@@ -44,7 +50,9 @@ __all__ = [
     "ModelMode",
     "Norm",
     "ThreatModel",
+    "TopKAttackProtocol",
     "TopKExplanationAttack",
+    "chen_protocol",
     "default_topk",
     "dlr_loss",
     "make_threat_model",

@@ -7,6 +7,11 @@ and bring the result back into the ε-ball and the image box:
     δ₀ ~ U(−ε, ε)^d,   x₀ = clip_[0,1](x + δ₀)
     x' = Π_{B_ε(x) ∩ [0,1]^d} ( x₀ + α · sign(∇_x CE(f(x₀), y)) )
 
+Wong et al.'s MNIST code takes the gradient at the unclipped start x + δ₀ (their CIFAR-10 code
+clips it): ``clip_start=False`` does the same. On MNIST, whose background pixels are 0, the
+clipped start halves the noise on most pixels, and catastrophic overfitting follows far more
+often (a 10-epoch run at ε = 0.3 collapsed to 0 % PGD accuracy with it).
+
 That is PGD with one step from a random start, so :class:`FGSMRandomStart` is a
 :class:`attacks.PGD` with ``steps = 1``, ``random_start = True`` and its own default step size;
 it reuses the threat models (L∞ as in the paper, L2 by the normalised gradient).
@@ -34,6 +39,9 @@ class FGSMRandomStart(PGD):
             robustlens, so FGSM-RS and PGD training differ only in the search; Wong et al.'s
             code attacks in train mode (BatchNorm on batch statistics), ``model_mode: train``.
         seed: seeds the random start on every call (evaluation); None uses the global RNG.
+        clip_start: project the random start into [0, 1] before the gradient (default); False
+            takes the gradient at x + δ₀ as Wong et al.'s MNIST code (the result is projected
+            either way).
     """
 
     def __init__(
@@ -43,7 +51,10 @@ class FGSMRandomStart(PGD):
         norm: Norm = "linf",
         model_mode: ModelMode = "eval",
         seed: int | None = None,
+        clip_start: bool = True,
     ) -> None:
+        if not isinstance(clip_start, bool):
+            raise ValueError(f"clip_start must be true or false, got {clip_start!r}")
         step = FGSM_RS_STEP_FACTOR * float(eps) if step_size is None else step_size
         if step_size is None and eps == 0:
             step = 1.0  # any positive α: with ε = 0 the attack returns x unchanged
@@ -57,9 +68,10 @@ class FGSMRandomStart(PGD):
             model_mode=model_mode,
             seed=seed,
         )
+        self.clip_start = clip_start
 
     def __repr__(self) -> str:
         return (
             f"FGSMRandomStart(norm={self.norm}, eps={self.eps:g}, step_size={self.step_size:g}, "
-            f"model_mode={self.model_mode})"
+            f"model_mode={self.model_mode}, clip_start={self.clip_start})"
         )

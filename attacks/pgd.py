@@ -92,6 +92,9 @@ class PGD(EvaluationAttack):
         self.steps = int(steps)
         self.norm = norm
         self.random_start = bool(random_start)
+        #: project the random start into [0, 1] before the first gradient (FGSM-RS can leave it
+        #: unclipped, as Wong et al.'s MNIST code does); every iterate after a step is projected
+        self.clip_start = True
         self.restarts = int(restarts)
         self.model_mode = model_mode
         self.seed = seed
@@ -171,17 +174,30 @@ class PGD(EvaluationAttack):
             assert best_x is not None
             return best_x
 
+    def initial_point(self, x: Tensor, restart: int = 0) -> Tensor:
+        """Where restart ``restart`` starts for clean inputs ``x`` (B, C, H, W), detached.
+
+        x itself without ``random_start``; with it, a uniform point of the threat model drawn per
+        example from (seed, the example's pixels, the restart) when ``seed`` is set (the same
+        image gets the same start in any batch position), else from the global RNG. Searches
+        that reuse this attack's settings (:func:`losses.input_gradients.maximise_in_ball`)
+        start where PGD would.
+        """
+        x = _normal_tensor(x).detach()
+        ids = content_ids(x).tolist() if self.seed is not None and self.random_start else None
+        return self._start(x, ids, restart)
+
     def _start(self, x: Tensor, ids: list[int] | None, restart: int) -> Tensor:
         """The starting point: x, a global-RNG draw, or per-example seeded draws."""
         if not self.random_start:
             return x.clone()
         if ids is None:
-            return self.threat.random_init(x)
+            return self.threat.random_init(x, clip=self.clip_start)
         generator = torch.Generator(device=x.device)
         starts = []
         for i, example_id in enumerate(ids):
             generator.manual_seed(example_seed(int(self.seed or 0), _PGD_STREAM, example_id, restart))
-            starts.append(self.threat.random_init(x[i : i + 1], generator))
+            starts.append(self.threat.random_init(x[i : i + 1], generator, clip=self.clip_start))
         return torch.cat(starts)
 
     def _ascend(self, model: nn.Module, x: Tensor, target: Tensor, loss_fn: LossFn, x_adv: Tensor) -> Tensor:

@@ -35,8 +35,9 @@ class ThreatModel(ABC):
         self.eps = float(eps)
 
     @abstractmethod
-    def random_init(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """A random point of the ball around ``x`` (already projected into [0, 1]).
+    def random_init(self, x: Tensor, generator: torch.Generator | None = None, clip: bool = True) -> Tensor:
+        """A random point of the ball around ``x``, projected into [0, 1] unless ``clip`` is False
+        (Wong et al.'s MNIST code takes the first gradient at the unclipped start).
 
         ``generator`` makes the draw reproducible without touching the global RNG streams.
         """
@@ -58,9 +59,10 @@ class LinfThreat(ThreatModel):
 
     norm = "linf"
 
-    def random_init(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def random_init(self, x: Tensor, generator: torch.Generator | None = None, clip: bool = True) -> Tensor:
         u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        return (x + (2.0 * u - 1.0) * self.eps).clamp_(0.0, 1.0)
+        start = x + (2.0 * u - 1.0) * self.eps
+        return start.clamp_(0.0, 1.0) if clip else start
 
     def step(self, grad: Tensor, step_size: float) -> Tensor:
         # Steepest ascent under L∞ is the sign of the gradient.
@@ -75,7 +77,7 @@ class L2Threat(ThreatModel):
 
     norm = "l2"
 
-    def random_init(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def random_init(self, x: Tensor, generator: torch.Generator | None = None, clip: bool = True) -> Tensor:
         # Uniform in the ball: a Gaussian direction, radius ε·u^(1/d).
         direction = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         direction = direction / _flat_norm(direction, 2).clamp_min(1e-12)
@@ -83,7 +85,8 @@ class L2Threat(ThreatModel):
         u = torch.rand(x.shape[0], generator=generator, device=x.device, dtype=x.dtype)
         radius = self.eps * u ** (1.0 / d)
         delta = direction * radius.view(-1, *([1] * (x.dim() - 1)))
-        return (x + delta).clamp_(0.0, 1.0)
+        start = x + delta
+        return start.clamp_(0.0, 1.0) if clip else start
 
     def step(self, grad: Tensor, step_size: float) -> Tensor:
         # Steepest ascent under L2 is the normalised gradient.

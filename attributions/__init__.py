@@ -9,7 +9,7 @@ from attributions.activations import count_relus, relu_to_softplus, softplus_rel
 from attributions.base import AttributionMethod, GradientAttribution
 from attributions.controls import EdgeDetector, RandomAttribution
 from attributions.filters import gaussian_blur, sobel_magnitude
-from attributions.grad_cam import GradCAM, conv_layer_names
+from attributions.grad_cam import GradCAM, conv_layer_names, default_gradcam_layer
 from attributions.gradients import InputXGradient, Saliency
 from attributions.guided_backprop import GuidedBackprop, guided_relus
 from attributions.integrated_gradients import BASELINES, QUADRATURES, IntegratedGradients
@@ -46,6 +46,7 @@ __all__ = [
     "check_attribution_name",
     "conv_layer_names",
     "count_relus",
+    "default_gradcam_layer",
     "gaussian_blur",
     "guided_relus",
     "pixel_map",

@@ -8,9 +8,25 @@ For the activations A (B, K, h, w) of a convolutional layer and the target logit
 upsampled bilinearly to the input's H × W. The result is shaped like the input by spreading
 the map evenly over the C channels (each channel holds CAM / C), so that the channel sum used
 by the metrics (:func:`attributions.pixel_map`) is the CAM itself.
+
+Which layer: A are the rectified feature maps of the last convolutional layer, as in the paper
+(VGG-16's ``relu5_3``). A model names its layer in a ``gradcam_layer`` attribute (a module name
+relative to the module that holds it; every robustlens backbone does, see
+:mod:`lightning_modules.backbones`); a model without one gets the activation module (ReLU,
+softplus, ...) that follows its last ``nn.Conv2d`` in module order, with only normalisation or
+dropout between them, or that convolution itself when no activation follows. Any module can be
+chosen by name instead. With a global-average-pooling layer and one linear layer after A,
+α_k = W_tk / (h·w) and Grad-CAM is ReLU(CAM) / (h·w), CAM of Zhou et al. (CVPR 2016).
+
+A backbone can also lay a layer's output out as a map: the ``gradcam_reshape(output) -> (B, K,
+h, w)`` method of the innermost submodule holding the layer, if any, is applied to the
+activations and their gradients (a ViT's tokens without the class token, as a grid of patches;
+see :mod:`lightning_modules.timm_backbones`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -20,9 +36,61 @@ from attacks.modes import ModelMode
 from attributions.base import GradientAttribution, select_logits
 
 
+GRADCAM_LAYER_ATTRIBUTE = "gradcam_layer"
+GRADCAM_RESHAPE_ATTRIBUTE = "gradcam_reshape"
+
+#: the modules the default layer may pass through after the last convolution, and the
+#: activations whose output it takes
+_PASS_THROUGH = (nn.BatchNorm2d, nn.GroupNorm, nn.InstanceNorm2d, nn.Identity, nn.Dropout, nn.Dropout2d)
+_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.Softplus, nn.LeakyReLU, nn.ELU, nn.SiLU, nn.GELU, nn.Hardswish, nn.Mish)
+
+
 def conv_layer_names(model: nn.Module) -> list[str]:
     """Names (as in ``model.named_modules()``) of every ``nn.Conv2d`` of ``model``, in order."""
     return [name for name, module in model.named_modules() if isinstance(module, nn.Conv2d)]
+
+
+def default_gradcam_layer(model: nn.Module) -> str:
+    """The name of the module whose output Grad-CAM explains when no layer is chosen.
+
+    The first ``gradcam_layer`` attribute found in ``model.named_modules()`` (outermost first),
+    prefixed with the name of the module holding it; else the activation after the last
+    ``nn.Conv2d`` (see the module docstring), else that convolution.
+
+    Raises:
+        ValueError: the model declares that it has no Grad-CAM layer (``gradcam_layer = None``,
+            torchvision's transformers) or has no ``nn.Conv2d``.
+    """
+    for prefix, module in model.named_modules():
+        if not hasattr(module, GRADCAM_LAYER_ATTRIBUTE):
+            continue
+        named = getattr(module, GRADCAM_LAYER_ATTRIBUTE)
+        if named is None:
+            raise ValueError(
+                f"layer must name a module: {type(module).__name__} has no convolutional feature maps "
+                f"for Grad-CAM by default (convolutions: {conv_layer_names(model)})"
+            )
+        return f"{prefix}.{named}" if prefix else str(named)
+    leaves = [(name, module) for name, module in model.named_modules() if next(module.children(), None) is None]
+    convs = [i for i, (_, module) in enumerate(leaves) if isinstance(module, nn.Conv2d)]
+    if not convs:
+        raise ValueError("layer must name a module: the model has no nn.Conv2d to default to")
+    for name, module in leaves[convs[-1] + 1 :]:
+        if isinstance(module, _ACTIVATIONS):
+            return name
+        if not isinstance(module, _PASS_THROUGH):
+            break
+    return leaves[convs[-1]][0]
+
+
+def activation_reshape(model: nn.Module, layer: str) -> Callable[[Tensor], Tensor] | None:
+    """The ``gradcam_reshape`` of the innermost submodule of ``model`` that holds ``layer``, or None."""
+    found = None
+    for prefix, module in model.named_modules():
+        reshape = getattr(module, GRADCAM_RESHAPE_ATTRIBUTE, None)
+        if callable(reshape) and (not prefix or layer.startswith(prefix + ".")):
+            found = reshape
+    return found
 
 
 class GradCAM(GradientAttribution):
@@ -30,8 +98,9 @@ class GradCAM(GradientAttribution):
 
     Args:
         layer: name of the module whose output is used (as in ``model.named_modules()``, for
-            example "net.features.9"); None takes the model's last ``nn.Conv2d``. The output
-            must not be modified in place later in the forward pass.
+            example "net.features.6"); None takes the model's own Grad-CAM layer, the rectified
+            maps of its last convolutional stage (:func:`default_gradcam_layer`). The module
+            must be called once per forward pass.
         relu: apply the ReLU of the paper (keep only evidence for the class).
         create_graph: keep the graph (training through the explanation, attacking it).
         model_mode: "eval", "train" or None (leave the model as it is).
@@ -50,20 +119,22 @@ class GradCAM(GradientAttribution):
         self.layer = layer
         self.relu = bool(relu)
 
+    def layer_name(self, model: nn.Module) -> str:
+        """The name of the module whose activations are explained (a ValueError names the choices)."""
+        name = default_gradcam_layer(model) if self.layer is None else self.layer
+        if name not in dict(model.named_modules()):
+            raise ValueError(
+                f"layer must be a module of the model (convolutions: {conv_layer_names(model)}), got {name!r}"
+            )
+        return name
+
     def find_layer(self, model: nn.Module) -> nn.Module:
         """The module whose activations are explained (raises a ValueError naming the choices)."""
-        convs = conv_layer_names(model)
-        if self.layer is None:
-            if not convs:
-                raise ValueError("layer must name a module: the model has no nn.Conv2d to default to")
-            return model.get_submodule(convs[-1])
-        modules = dict(model.named_modules())
-        if self.layer not in modules:
-            raise ValueError(f"layer must be a module of the model (convolutions: {convs}), got {self.layer!r}")
-        return modules[self.layer]
+        return model.get_submodule(self.layer_name(model))
 
     def attribute(self, model: nn.Module, inputs: Tensor, target: Tensor) -> Tensor:
-        layer = self.find_layer(model)
+        name = self.layer_name(model)
+        layer = model.get_submodule(name)
         x = self._input(inputs)  # requires grad, so the activations are in a graph even with frozen weights
         captured: list[Tensor] = []
         handle = layer.register_forward_hook(lambda module, args, output: captured.append(output))
@@ -71,14 +142,15 @@ class GradCAM(GradientAttribution):
             logits = model(x)
         finally:
             handle.remove()
-        if len(captured) != 1 or not isinstance(captured[0], Tensor) or captured[0].dim() != 4:
+        reshape = activation_reshape(model, name) or (lambda t: t)
+        if len(captured) != 1 or not isinstance(captured[0], Tensor) or reshape(captured[0]).dim() != 4:
             raise ValueError(
                 f"layer must be a module called once per forward with a (B, K, h, w) output, "
-                f"got {self.layer or 'the last Conv2d'} called {len(captured)} times"
+                f"got {name!r} called {len(captured)} times"
             )
-        activations = captured[0]  # (B, K, h, w)
         score = select_logits(logits, target)  # (B,)
-        (grad,) = torch.autograd.grad(score.sum(), [activations], create_graph=self.create_graph)
+        (grad,) = torch.autograd.grad(score.sum(), [captured[0]], create_graph=self.create_graph)
+        activations, grad = reshape(captured[0]), reshape(grad)  # (B, K, h, w) each
         alpha = grad.mean(dim=(2, 3), keepdim=True)  # (B, K, 1, 1)
         cam = (alpha * activations).sum(dim=1, keepdim=True)  # (B, 1, h, w)
         if self.relu:

@@ -7,7 +7,8 @@ IG satisfies completeness, Σ_i IG(x)_i = f_t(x) − f_t(x'), up to the quadratu
 
 Baselines: "zero" (black image), "blur" (the input blurred by a Gaussian, Sturmfels, Lundberg &
 Lee, "Visualizing the Impact of Feature Attribution Baselines", Distill 2020) and "uniform"
-(uniform noise in [0, 1], seeded). The steps are evaluated in chunks of at most
+(uniform noise in [0, 1], seeded per example: drawn from (seed, the image's pixels), so an image
+gets the same baseline in any batch, position or process). The steps are evaluated in chunks of at most
 ``internal_batch_size`` rows (examples × steps) per forward pass, which bounds memory.
 """
 
@@ -19,14 +20,17 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from attacks.example_noise import content_ids, example_noise
 from attacks.modes import ModelMode
 from attributions.base import GradientAttribution, select_logits
 from attributions.filters import gaussian_blur
 
 Baseline = Literal["zero", "blur", "uniform"]
 BASELINES: tuple[str, ...] = ("zero", "blur", "uniform")
-Quadrature = Literal["gausslegendre", "riemann_middle", "riemann_trapezoid"]
-QUADRATURES: tuple[str, ...] = ("gausslegendre", "riemann_middle", "riemann_trapezoid")
+Quadrature = Literal["gausslegendre", "riemann_middle", "riemann_trapezoid", "riemann_right"]
+QUADRATURES: tuple[str, ...] = ("gausslegendre", "riemann_middle", "riemann_trapezoid", "riemann_right")
+
+_UNIFORM_BASELINE_STREAM = 0x1B
 
 
 def quadrature(rule: Quadrature, steps: int) -> tuple[list[float], list[float]]:
@@ -36,6 +40,8 @@ def quadrature(rule: Quadrature, steps: int) -> tuple[list[float], list[float]]:
         return list(0.5 * (nodes + 1.0)), list(0.5 * weights)
     if rule == "riemann_middle":
         return [(s + 0.5) / steps for s in range(steps)], [1.0 / steps] * steps
+    if rule == "riemann_right":  # α = 1/m, ..., 1: the sum of Sundararajan et al. and Chen et al.'s code
+        return [(s + 1) / steps for s in range(steps)], [1.0 / steps] * steps
     if rule == "riemann_trapezoid":
         if steps < 2:
             raise ValueError(f"steps must be >= 2 for rule='riemann_trapezoid', got {steps}")
@@ -52,13 +58,15 @@ class IntegratedGradients(GradientAttribution):
     Args:
         steps: quadrature points (100: the protocol of Ghorbani et al. and Chen et al.).
         baseline: "zero", "blur" or "uniform" (see the module docstring).
-        rule: "gausslegendre" (Captum's default, accurate for smooth nets), "riemann_middle" or
-            "riemann_trapezoid".
+        rule: "gausslegendre" (Captum's default, accurate for smooth nets), "riemann_middle",
+            "riemann_trapezoid" or "riemann_right" (α = 1/m, ..., 1, as the paper's eq. 3 and
+            Chen et al.'s code).
         internal_batch_size: rows (examples × steps) per forward pass; None puts all steps in
             one pass. A batch larger than this still gets one step per pass.
         blur_sigma: σ in pixels of the "blur" baseline.
-        seed: seed of the "uniform" baseline (the same input gets the same baseline on every
-            call, so the method is deterministic).
+        seed: seed of the "uniform" baseline: each image's baseline is drawn from (seed, its
+            pixels) (:func:`attacks.example_noise.content_ids`), so the same image gets the same
+            baseline on every call and in any batch position; the method is deterministic.
         create_graph: keep the graph (training through the explanation, attacking it).
         model_mode: "eval", "train" or None (leave the model as it is).
     """
@@ -98,8 +106,8 @@ class IntegratedGradients(GradientAttribution):
             return torch.zeros_like(x)
         if self.baseline == "blur":
             return gaussian_blur(x, self.blur_sigma)
-        generator = torch.Generator(device=x.device).manual_seed(self.seed)
-        return torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        ids = content_ids(x)  # (B,) from the pixels: independent of the batch layout
+        return example_noise(tuple(x.shape[1:]), ids, self.seed, _UNIFORM_BASELINE_STREAM, dtype=x.dtype)
 
     def attribute(self, model: nn.Module, inputs: Tensor, target: Tensor) -> Tensor:
         x = self._input(inputs)  # (B, C, H, W)

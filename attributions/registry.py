@@ -1,8 +1,9 @@
 """Attribution methods by name, for recipes, callbacks and notebooks.
 
 ``build_attribution("integrated_gradients", steps=100)`` builds the object; the names are in
-:data:`ATTRIBUTION_NAMES`. "smoothgrad", "smoothgrad_sq" and "vargrad" wrap another method
-given by ``base`` (a name, "saliency" by default) with ``base_kwargs``.
+:data:`ATTRIBUTION_NAMES`. "smoothgrad", "smoothgrad_abs", "smoothgrad_sq", "vargrad" and
+"vargrad_abs" wrap another method given by ``base`` (a name, "saliency" by default: the signed
+gradient, as in the papers) with ``base_kwargs``; the ``_abs`` variants smooth |Φ|.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ AttributionName = Literal[
     "input_x_gradient",
     "integrated_gradients",
     "smoothgrad",
+    "smoothgrad_abs",
     "smoothgrad_sq",
     "vargrad",
+    "vargrad_abs",
     "grad_cam",
     "guided_backprop",
     "edge",
@@ -37,8 +40,10 @@ _BUILDERS: dict[str, tuple[Callable[..., AttributionMethod], dict[str, Any]]] = 
     "input_x_gradient": (InputXGradient, {}),
     "integrated_gradients": (IntegratedGradients, {}),
     "smoothgrad": (SmoothGrad, {"kind": "smoothgrad"}),
+    "smoothgrad_abs": (SmoothGrad, {"kind": "smoothgrad_abs"}),
     "smoothgrad_sq": (SmoothGrad, {"kind": "smoothgrad_sq"}),
     "vargrad": (SmoothGrad, {"kind": "vargrad"}),
+    "vargrad_abs": (SmoothGrad, {"kind": "vargrad_abs"}),
     "grad_cam": (GradCAM, {}),
     "guided_backprop": (GuidedBackprop, {}),
     "edge": (EdgeDetector, {}),

@@ -1,18 +1,28 @@
 """SmoothGrad and its squared and VarGrad variants, wrapping any other attribution method.
 
-With n noisy copies x + ε_j, ε_j ~ N(0, σ²), σ = noise_level · (max(x) − min(x)) per example:
+With n noisy copies x + ε_j, ε_j ~ N(0, σ²), σ = noise_level · (max(x) − min(x)) per example,
+and Φ the wrapped method (for the papers, the signed gradient ∂f_t/∂x):
 
 - SmoothGrad (Smilkov, Thorat, Kim, Viégas & Wattenberg, "SmoothGrad: removing noise by
-  adding noise", 2017): Φ_SG(x) = (1/n) Σ_j Φ(x + ε_j);
+  adding noise", 2017, eq. 2): Φ_SG(x) = (1/n) Σ_j Φ(x + ε_j);
 - SmoothGrad² (Hooker, Erhan, Kindermans & Kim, "A Benchmark for Interpretability Methods in
   Deep Neural Networks", NeurIPS 2019): (1/n) Σ_j Φ(x + ε_j)²;
 - VarGrad (Adebayo, Gilmer, Goodfellow & Kim, "Local Explanation Methods for Deep Neural
   Networks Lack Sensitivity to Parameter Values", ICLR workshop 2018): the variance
   (1/n) Σ_j (Φ(x + ε_j) − Φ_SG(x))².
 
+"smoothgrad_abs" and "vargrad_abs" average and take the variance of |Φ(x + ε_j)| instead (what
+Captum's NoiseTunnel does around its default absolute saliency); they are not the papers'
+formulas (the variance of |∇| is smaller wherever the gradient changes sign across the noise).
+Maps for display and for the metrics still take |·| at the end (:func:`attributions.pixel_map`).
+By name, the wrapped "saliency" is the signed gradient (``abs=False``) unless ``base_kwargs``
+says otherwise.
+
 Every sample is one call of the wrapped method on the whole batch; the running mean and
 variance are kept with Welford's update. All noisy copies explain the same class: the given
-target, or the class predicted on the clean input.
+target, or the class predicted on the clean input. With a ``seed``, each image's noise is drawn
+from (seed, its pixels, the sample index) (:mod:`attacks.example_noise`), so an image gets the
+same result in any batch position.
 """
 
 from __future__ import annotations
@@ -23,25 +33,29 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from attacks.example_noise import content_ids, example_noise
 from attacks.modes import ModelMode
 from attributions.base import AttributionMethod
 
-NoiseTunnel = Literal["smoothgrad", "smoothgrad_sq", "vargrad"]
-NOISE_TUNNELS: tuple[str, ...] = ("smoothgrad", "smoothgrad_sq", "vargrad")
+NoiseTunnel = Literal["smoothgrad", "smoothgrad_abs", "smoothgrad_sq", "vargrad", "vargrad_abs"]
+NOISE_TUNNELS: tuple[str, ...] = ("smoothgrad", "smoothgrad_abs", "smoothgrad_sq", "vargrad", "vargrad_abs")
+
+_SMOOTHGRAD_STREAM = 0x56
 
 
 class SmoothGrad(AttributionMethod):
     """Average (or mean square, or variance) of a base method over noisy copies of the input.
 
     Args:
-        base: the wrapped method, as an object or a registry name ("saliency", ...).
-        kind: "smoothgrad", "smoothgrad_sq" or "vargrad".
+        base: the wrapped method, as an object or a registry name ("saliency", the signed
+            gradient by default, ...).
+        kind: "smoothgrad", "smoothgrad_abs", "smoothgrad_sq", "vargrad" or "vargrad_abs".
         n_samples: noisy copies n (Smilkov et al. use 50).
         noise_level: σ as a fraction of each example's value range max(x) − min(x)
             (Smilkov et al. recommend 0.1–0.2).
-        seed: when set, the noise comes from a private generator seeded with it on every call
-            (the method is then deterministic and the global RNG is left alone); None draws
-            from the global RNG.
+        seed: when set, each image's noise comes from private generators seeded by (seed, its
+            pixels, the sample) on every call: the method is deterministic, independent of the
+            batch layout, and the global RNG is left alone. None draws from the global RNG.
         base_kwargs: constructor arguments of ``base`` when it is given by name.
         create_graph: when ``base`` is a name, passed to it; when ``base`` is an object, must
             be None or agree with it.
@@ -75,6 +89,8 @@ class SmoothGrad(AttributionMethod):
                 kwargs["create_graph"] = create_graph
             if base in NOISE_TUNNELS:
                 raise ValueError(f"base must be a method other than {NOISE_TUNNELS}, got {base!r}")
+            if base == "saliency":
+                kwargs.setdefault("abs", False)  # the papers smooth the signed gradient
             base = build_attribution(base, **kwargs)
         elif not isinstance(base, AttributionMethod):
             raise ValueError(f"base must be an attribution method or its name, got {base!r}")
@@ -102,18 +118,22 @@ class SmoothGrad(AttributionMethod):
         flat = x.detach().flatten(1)
         sigma = self.noise_level * (flat.max(dim=1).values - flat.min(dim=1).values)  # (B,)
         sigma = sigma.view(-1, *([1] * (x.dim() - 1)))
-        generator = None
-        if self.seed is not None:
-            generator = torch.Generator(device=x.device).manual_seed(self.seed)
+        ids = content_ids(x) if self.seed is not None else None  # (B,) from the pixels
         mean = torch.zeros_like(x)
         m2 = torch.zeros_like(x)  # Σ (Φ − mean)², Welford
+        variance = self.kind.startswith("vargrad")
         for j in range(self.n_samples):
-            noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            if ids is None:
+                noise = torch.randn(x.shape, device=x.device, dtype=x.dtype)
+            else:
+                noise = example_noise(tuple(x.shape[1:]), ids, int(self.seed), _SMOOTHGRAD_STREAM, j, "normal", x.dtype)  # type: ignore[arg-type]
             phi = self.base(model, x + sigma * noise, target)  # (B, C, H, W)
             if self.kind == "smoothgrad_sq":
                 phi = phi * phi
+            elif self.kind.endswith("_abs"):
+                phi = phi.abs()
             delta = phi - mean
             mean = mean + delta / (j + 1)
-            if self.kind == "vargrad":
+            if variance:
                 m2 = m2 + delta * (phi - mean)
-        return m2 / self.n_samples if self.kind == "vargrad" else mean
+        return m2 / self.n_samples if variance else mean

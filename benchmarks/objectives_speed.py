@@ -17,15 +17,23 @@ the Python heap.
 
 (the profiler writes start/stop lines to stderr; the table goes to stdout.)
 
+    PYTHONPATH=. python benchmarks/objectives_speed.py --relative-to "pgd_at K=7" \
+        --only "pgd_at K=7" "mart K=7" "pgd_at K=7 + awp" "trades K=7" "trades K=7 + awp" "pgd_at K=7 + ema"
+
 Expectations checked by the table: PGD-K costs about (K + 1) ERM steps (each attack step is a
 forward and an input backward, a little cheaper than a training step), FGSM-RS about 2, and a
-single double-backprop penalty (ERM + input-gradient norm) no more than about 3.
+single double-backprop penalty (ERM + input-gradient norm) no more than about 3. AWP adds one
+forward-backward at the unperturbed weights (the ascent; about one more ERM step over its
+objective), MART costs what TRADES does, and the EMA update is an elementwise pass over the
+weights.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import random
+import shlex
 import statistics
 import sys
 import time
@@ -35,10 +43,13 @@ import torch
 from torch import nn
 
 from attacks import PGD, FGSMRandomStart
+from callbacks import WeightAverage
 from datamodules import generate_shapes
 from lightning_modules import build_model
 from losses import (
+    AWP,
     ERM,
+    MART,
     TRADES,
     AttributionStability,
     CurvaturePenalty,
@@ -67,6 +78,10 @@ OBJECTIVES: dict[str, Callable[[], Objective]] = {
     "pgd_at K=7": lambda: PGDAdversarialTraining(pgd(7)),
     "pgd_at K=10": lambda: PGDAdversarialTraining(pgd(10)),
     "trades K=7": lambda: TRADES(beta=6.0, attack=pgd(7)),
+    "mart K=7": lambda: MART(beta=6.0, attack=pgd(7)),
+    "pgd_at K=7 + awp": lambda: AWP(PGDAdversarialTraining(pgd(7)), gamma=0.01),
+    "trades K=7 + awp": lambda: AWP(TRADES(beta=6.0, attack=pgd(7)), gamma=0.005),
+    "pgd_at K=7 + ema": lambda: PGDAdversarialTraining(pgd(7)),  # + the averaging step, below
     "saliency_guided": lambda: SaliencyGuidedTraining(),
     "erm + input_gradient": lambda: WeightedSum([Part(ERM()), Part(InputGradientPenalty(0.1))]),
     "erm + attribution_stability": lambda: WeightedSum([Part(ERM()), Part(AttributionStability(attack=PGD(eps=EPS)))]),
@@ -83,10 +98,14 @@ OBJECTIVES: dict[str, Callable[[], Objective]] = {
 }
 
 
-class Runner:
-    """One model, optimiser and objective, stepping on a fixed batch."""
+WEIGHT_AVERAGED = {"pgd_at K=7 + ema"}
 
-    def __init__(self, objective: Objective, x: torch.Tensor, y: torch.Tensor) -> None:
+
+class Runner:
+    """One model, optimiser and objective, stepping on a fixed batch (and updating an EMA of the
+    weights after each step, as ``callbacks.WeightAverage`` does, when ``average`` is set)."""
+
+    def __init__(self, objective: Objective, x: torch.Tensor, y: torch.Tensor, average: bool = False) -> None:
         torch.manual_seed(0)
         self.model: nn.Module = build_model(
             "small_cnn", 4, (1, 28, 28), (0.5,), (0.25,), backbone_kwargs={"width": 16, "hidden": 128}
@@ -94,12 +113,18 @@ class Runner:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=2e-3)
         self.objective = objective
         self.x, self.y = x, y
+        self.average: WeightAverage | None = None
+        if average:
+            self.average = WeightAverage(decay=0.999)
+            self.average.average = copy.deepcopy(self.model).requires_grad_(False)
 
     def step(self) -> None:
         self.optimizer.zero_grad()
         loss = self.objective(self.model, self.x, self.y).loss
         loss.backward()
         self.optimizer.step()
+        if self.average is not None:
+            self.average.update(self.model)
 
     def timed_step(self) -> float:
         start = time.perf_counter()
@@ -120,7 +145,9 @@ class Runner:
 
 def measure(batch_size: int, rounds: int, names: list[str]) -> dict[str, tuple[float, float]]:
     data = generate_shapes(batch_size, 4, 28, 1, seed=0)
-    runners = {name: Runner(OBJECTIVES[name](), data.images, data.labels) for name in names}
+    runners = {
+        name: Runner(OBJECTIVES[name](), data.images, data.labels, average=name in WEIGHT_AVERAGED) for name in names
+    }
     for runner in runners.values():  # warm-up: allocations, .grad, Adam state
         runner.step()
         runner.step()
@@ -140,23 +167,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=15, help="timed steps per objective (interleaved)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--only", nargs="*", default=None, help="subset of objectives (ERM is always measured)")
+    parser.add_argument("--relative-to", default="erm", help="the objective the ratios divide by (default erm)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     names = list(OBJECTIVES) if not args.only else ["erm", *[n for n in args.only if n != "erm"]]
+    if args.relative_to not in names:
+        parser.error(f"--relative-to must be one of the measured objectives {names}, got {args.relative_to!r}")
     unknown = [n for n in names if n not in OBJECTIVES]
     if unknown:
         parser.error(f"--only must name objectives of {list(OBJECTIVES)}, got {unknown}")
 
-    print(f"command: PYTHONPATH=. python {' '.join([sys.argv[0], *sys.argv[1:]])}", flush=True)
+    print(f"command: PYTHONPATH=. python {shlex.join([sys.argv[0], *sys.argv[1:]])}", flush=True)
     print(
         f"torch {torch.__version__}, CPU, {args.threads} thread(s), {args.rounds} interleaved rounds, medians; "
         "quickstart model (small_cnn w16 h128, 1x28x28, 4 classes), L∞ ε = 0.1"
     )
     for batch_size in args.batch_sizes:
         results = measure(batch_size, args.rounds, names)
-        erm_time, erm_memory = results["erm"]
-        print(f"\nbatch size {batch_size}")
-        print(f"| {'objective':<36} | {'ms/step':>8} | {'× ERM':>6} | {'peak MB':>8} | {'× ERM':>6} |")
+        erm_time, erm_memory = results[args.relative_to]
+        ratio = "× ERM" if args.relative_to == "erm" else "× ref"
+        print(f"\nbatch size {batch_size}" + ("" if args.relative_to == "erm" else f"; ref = {args.relative_to}"))
+        print(f"| {'objective':<36} | {'ms/step':>8} | {ratio:>6} | {'peak MB':>8} | {ratio:>6} |")
         print(f"|{'-' * 38}|{'-' * 10}|{'-' * 8}|{'-' * 10}|{'-' * 8}|")
         for name in names:
             seconds, memory = results[name]

@@ -5,7 +5,8 @@ hyperparameters, but not the resolved recipe, the dataset's class names or the m
 had reached. :func:`run_metadata` gathers those into plain Python values (strings, numbers,
 lists, dicts), so the checkpoint still loads with ``torch.load(weights_only=True)``; the CLI's
 config callback stores it under ``checkpoint["robustlens"]`` at every save. Export bundles
-(:mod:`export`) and analysis read it back; resuming ignores it.
+(:mod:`export`) and analysis read it back; a resumed fit reads the recipe (to refuse another
+one) and the loggers' versions (to continue the same W&B run and run folder; :mod:`preflight.resume`).
 """
 
 from __future__ import annotations
@@ -50,16 +51,26 @@ def scalar_metrics(trainer: Trainer) -> dict[str, float]:
 
 
 def run_metadata(trainer: Trainer, config_yaml: str | None) -> dict[str, Any]:
-    """The ``checkpoint["robustlens"]`` entry: config, data facts and metrics at this save.
+    """The ``checkpoint["robustlens"]`` entry: config, data facts, metrics and the loggers' runs
+    (``loggers``: class path and version of each, the W&B run id for a WandbLogger) at this save.
 
     Args:
         trainer: the trainer that is saving.
         config_yaml: the resolved configuration as YAML text, or None outside the CLI.
     """
     wandb_run_id = None
+    loggers = []
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger):
             wandb_run_id = str(logger.version) if logger.version is not None else None
+        cls = type(logger)
+        version = logger.version
+        loggers.append(
+            {
+                "class_path": f"{cls.__module__}.{cls.__qualname__}",
+                "version": version if isinstance(version, (int, str)) or version is None else str(version),
+            }
+        )
     return {
         "version": METADATA_VERSION,
         "config": config_yaml,
@@ -68,4 +79,5 @@ def run_metadata(trainer: Trainer, config_yaml: str | None) -> dict[str, Any]:
         "epoch": int(trainer.current_epoch),
         "global_step": int(trainer.global_step),
         "wandb_run_id": wandb_run_id,
+        "loggers": loggers,
     }

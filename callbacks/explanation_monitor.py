@@ -308,7 +308,9 @@ class ExplanationMonitor(PeriodicProbeCallback):
         wandb = bool(wandb_loggers(trainer))
         files = bool(file_directories(trainer))
         self.last = self.evaluate(
-            classifier(pl_module), samples=self.table and (wandb or files), panels=self.panels if (wandb or files) else 0
+            classifier(pl_module, trainer),
+            samples=self.table and (wandb or files),
+            panels=self.panels if (wandb or files) else 0,
         )
         if trainer.is_global_zero:
             self._publish(trainer, self.last, started)

@@ -61,7 +61,13 @@ class ExportBundle(Callback):
         return next((c for c in callbacks if c.monitor == self.monitor), None)
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        if stage != "fit" or self._checkpoint_callback(trainer) is not None:
+        if stage == "fit":
+            self.check_monitor(trainer)
+
+    def check_monitor(self, trainer: Trainer) -> None:
+        """Raise a ValueError unless one of ``trainer``'s ModelCheckpoints monitors ``monitor``
+        (``train.py`` calls it before any work)."""
+        if self._checkpoint_callback(trainer) is not None:
             return
         monitored = [c.monitor for c in self._checkpoint_callbacks(trainer)]
         raise ValueError(

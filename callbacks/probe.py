@@ -69,9 +69,20 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def classifier(pl_module: LightningModule) -> nn.Module:
+def classifier(pl_module: LightningModule, trainer: Trainer | None = None) -> nn.Module:
     """The plain classifier inside a LightningModule: its ``model`` attribute when that is a
-    module (``RobustClassifier.model``: normalisation + backbone), else the module itself."""
+    module (``RobustClassifier.model``: normalisation + backbone), else the module itself.
+
+    With ``trainer``: the averaged classifier instead, when a callback of the trainer keeps one
+    (:class:`callbacks.WeightAverage`), so monitoring observes the weights that are validated,
+    checkpointed and exported.
+    """
+    if trainer is not None:
+        for callback in trainer.callbacks:  # type: ignore[attr-defined]
+            averaged = getattr(callback, "averaged_classifier", None)
+            model = averaged(trainer) if callable(averaged) else None
+            if model is not None:
+                return model
     inner = getattr(pl_module, "model", None)
     return inner if isinstance(inner, nn.Module) else pl_module
 

@@ -176,6 +176,6 @@ class RobustnessEvaluator(PeriodicProbeCallback):
 
     def run(self, trainer: Trainer, pl_module: LightningModule) -> None:
         started = time.perf_counter()
-        self.last = self.evaluate(classifier(pl_module))
+        self.last = self.evaluate(classifier(pl_module, trainer))
         if trainer.is_global_zero:
             log_to_run(trainer, {**self.last, f"{self.prefix}/seconds": time.perf_counter() - started})

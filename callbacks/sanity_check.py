@@ -4,9 +4,10 @@ Adebayo, Gilmer, Muelly, Goodfellow, Hardt & Kim, "Sanity Checks for Saliency Ma
 2018: re-initialise the layers of (a copy of) the trained model one after the other from the
 top, cumulatively, and compare each explanation with the trained model's one. A method that
 explains what the model learnt loses similarity as more of it is randomised; one that stays
-similar (like an edge detector, which stays at exactly 1) does not depend on the model. Both
-similarities of the paper are reported: Spearman's ρ of the |Φ| maps and SSIM of the maps
-scaled to [0, 1] (:func:`metrics.functional.cascading_randomisation`, one pass for both).
+similar (like an edge detector, which stays at exactly 1) does not depend on the model. The
+paper's similarities are reported: Spearman's ρ of the |Φ| maps and SSIM of the maps scaled to
+[0, 1] by default, and the rank correlation of their HOG features on request (needs
+scikit-image) (:func:`metrics.functional.cascading_randomisation`, one pass for all).
 
 At the end of training (``on_train_end``, once, on the probe set) it logs:
 
@@ -45,8 +46,8 @@ from callbacks.run_output import file_directories, log_to_run, wandb_loggers, wr
 from evaluation import RandomisationTable, randomisation_check
 from metrics import check_metric
 
-Similarity = Literal["spearman", "ssim"]
-SIMILARITIES: tuple[str, ...] = ("spearman", "ssim")
+Similarity = Literal["spearman", "ssim", "hog"]
+SIMILARITIES: tuple[str, ...] = ("spearman", "ssim", "hog")
 TABLE_COLUMNS: tuple[str, ...] = ("method", "similarity", "stage", "layer", "mean_similarity")
 
 
@@ -86,7 +87,7 @@ class SanityCheck(ProbeCallback):
     Args:
         methods: attribution methods by name (add "edge" for the control that stays at 1).
         method_options: ``{method: {option: value}}`` (integrated gradients: 8 steps by default).
-        similarities: "spearman" and/or "ssim".
+        similarities: "spearman", "ssim" and/or "hog" (scikit-image needed).
         target: explain the "label" or the "predicted" class (the same class at every stage).
         probe_size: examples in the probe set, drawn from the validation split.
         probe_seed: seed of the probe draw.
@@ -147,7 +148,7 @@ class SanityCheck(ProbeCallback):
         if self.skip(trainer):
             return
         started = time.perf_counter()
-        self.last = self.evaluate(classifier(pl_module))
+        self.last = self.evaluate(classifier(pl_module, trainer))
         if not trainer.is_global_zero:
             self.seconds += time.perf_counter() - started
             return

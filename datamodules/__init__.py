@@ -1,5 +1,6 @@
 """Datamodules: images in [0, 1], batches ``(x, y)``, and seeded probe sets for evaluation."""
 
+from datamodules.arrays import ArrayFile
 from datamodules.base import SPLITS, ImageDataModule, ProbeBatch
 from datamodules.cifar import CIFAR10, CIFAR100
 from datamodules.image_folder import ImageFolder
@@ -12,6 +13,7 @@ from datamodules.svhn import SVHN
 from datamodules.synthetic import SHAPES, ShapesTensors, SyntheticShapes, generate_shapes
 
 __all__ = [
+    "ArrayFile",
     "CIFAR10",
     "CIFAR100",
     "MNIST",

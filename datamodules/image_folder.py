@@ -12,6 +12,12 @@ ImageFolder. Hidden files (``.DS_Store``) are skipped; any other file that is no
 an image that cannot be opened or converted, stops the run with an error naming the file:
 extensions and headers are checked when a split is built (``setup``, before training), and
 decoding errors later name the file too.
+
+Pixel values need no scan at setup: every image is decoded to 8 bits per channel, so its pixels
+lie in [0, 1] once divided by 255 and are never NaN; the modes that hold more than 8 bits (16-bit
+and floating-point grey) are refused from the header, which is read anyway. Labels are the class
+folders' positions, in [0, num_classes) by construction. Decoding every file at setup would cost
+as much as an epoch of loading, so decoding errors are left to the first read, which names the file.
 """
 
 from __future__ import annotations
@@ -92,9 +98,9 @@ def list_images(folder: Path, class_names: Sequence[str]) -> tuple[list[Path], T
     """Every image under ``folder/<class>/`` (recursively) with its label, checked by header.
 
     Raises:
-        ValueError: naming the file, for a visible file that has no image extension or whose
-            header is not an image's; naming the folder, for a class folder not in
-            ``class_names``.
+        ValueError: naming the file, for a visible file that has no image extension, whose
+            header is not an image's, or whose mode holds more than 8 bits per channel; naming
+            the folder, for a class folder not in ``class_names``.
     """
     unknown = sorted(set(class_folders(folder)) - set(class_names))
     if unknown:
@@ -118,10 +124,15 @@ def list_images(folder: Path, class_names: Sequence[str]) -> tuple[list[Path], T
                         f"{path} is not an image file: class folders may hold only {', '.join(IMAGE_EXTENSIONS)} files"
                     )
                 try:
-                    with Image.open(path):  # reads the header only
-                        pass
+                    with Image.open(path) as image:  # reads the header only
+                        mode = image.mode
                 except (OSError, SyntaxError, Image.DecompressionBombError) as error:
                     raise ValueError(f"cannot read image {path}: {error}") from error
+                if mode in _WIDE_MODES:
+                    raise ValueError(
+                        f"cannot read image {path}: mode {mode!r} holds more than 8 bits per channel, which "
+                        "converting to 8 bits would clip; convert the file to 8-bit grey or RGB"
+                    )
                 paths.append(path)
                 labels.append(label)
     return paths, torch.tensor(labels, dtype=torch.int64)

@@ -1,7 +1,7 @@
 """A split of an image set as a torch Dataset, with the standard augmentation as tensor ops.
 
 Images are kept as uint8 (C, H, W) tensors (in memory, or decoded from files on access) and
-turned into float [0, 1] only when an item is read, so a 50k-image set of 32×32 colour images
+turned into float [0, 1] only when an item is read (arrays stored as floats in [0, 1] stay so), so a 50k-image set of 32×32 colour images
 costs 150 MB, not 600 MB. Augmentation is done on the tensor (no PIL round trip per item).
 """
 
@@ -19,7 +19,8 @@ PADDING_MODES: tuple[str, ...] = ("constant", "reflect")
 
 
 class ImageSource(Protocol):
-    """Indexable images: ``source[i]`` is a uint8 (C, H, W) tensor."""
+    """Indexable images: ``source[i]`` is a uint8 (C, H, W) tensor (or a floating-point one with
+    values in [0, 1], checked when loaded: :mod:`datamodules.integrity`)."""
 
     def __len__(self) -> int: ...
 
@@ -89,7 +90,9 @@ class ImageSplit(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
         i = int(self.indices[index])
-        x = self.source[i].float().div_(255.0)  # (C, H, W) in [0, 1]
+        image = self.source[i]
+        # (C, H, W) in [0, 1]: uint8 divided by 255, floating point (checked at load) copied
+        x = image.float().div_(255.0) if image.dtype == torch.uint8 else image.to(torch.float32, copy=True)
         if self.augment is not None:
             x = self.augment(x)
         return x, self.labels[i]

@@ -90,6 +90,9 @@ class MNIST(_IdxDataModule):
         crop_padding: pixels of padding before the random crop.
         padding_mode: "constant" (zeros) or "reflect".
         horizontal_flip: random left-right flips; off, since flipping changes digits.
+        normalize: the model's normalisation layer uses MNIST's mean and standard deviation
+            (0.1307, 0.3081); False makes it the identity (mean 0, std 1), as in reference
+            implementations that feed raw [0, 1] pixels (Madry et al., Wong et al., TRADES).
     """
 
     dataset_name = "MNIST"
@@ -108,6 +111,7 @@ class MNIST(_IdxDataModule):
         crop_padding: int = 2,
         padding_mode: PaddingMode = "constant",
         horizontal_flip: bool = False,
+        normalize: bool = True,
     ) -> None:
         super().__init__(
             data_dir,
@@ -125,8 +129,8 @@ class MNIST(_IdxDataModule):
         self.save_hyperparameters(logger=False)
         self.num_classes = 10
         self.input_shape = (1, 28, 28)
-        self.mean = (0.1307,)
-        self.std = (0.3081,)
+        self.mean = (0.1307,) if normalize else (0.0,)
+        self.std = (0.3081,) if normalize else (1.0,)
         self.class_names = [str(digit) for digit in range(10)]
         self.check_files()
 
@@ -148,6 +152,9 @@ class FashionMNIST(_IdxDataModule):
         crop_padding: pixels of padding before the random crop.
         padding_mode: "constant" (zeros) or "reflect".
         horizontal_flip: random left-right flips (clothes keep their class when mirrored).
+        normalize: the model's normalisation layer uses Fashion-MNIST's mean and standard
+            deviation (0.2860, 0.3530); False makes it the identity (mean 0, std 1), as in
+            reference implementations that feed raw [0, 1] pixels (Chen et al. 2019).
     """
 
     dataset_name = "Fashion-MNIST"
@@ -166,6 +173,7 @@ class FashionMNIST(_IdxDataModule):
         crop_padding: int = 2,
         padding_mode: PaddingMode = "constant",
         horizontal_flip: bool = True,
+        normalize: bool = True,
     ) -> None:
         super().__init__(
             data_dir,
@@ -183,7 +191,7 @@ class FashionMNIST(_IdxDataModule):
         self.save_hyperparameters(logger=False)
         self.num_classes = 10
         self.input_shape = (1, 28, 28)
-        self.mean = (0.2860,)
-        self.std = (0.3530,)
+        self.mean = (0.2860,) if normalize else (0.0,)
+        self.std = (0.3530,) if normalize else (1.0,)
         self.class_names = list(FASHION_MNIST_CLASSES)
         self.check_files()

@@ -1,7 +1,8 @@
 """Readers of the published dataset formats into uint8 image tensors and int64 labels.
 
 Every reader returns images as (N, C, H, W) uint8 and labels as (N,) int64, checks what it
-reads (header, sizes, label range) and names the file in any error. None of them executes code
+reads (header, sizes, label range: :mod:`datamodules.integrity`) and names the file, and the
+first bad example's index, in any error. None of them executes code
 stored in a file: CIFAR's pickled batches go through an unpickler that accepts only the numpy
 array constructors such files need.
 
@@ -24,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
+
+from datamodules.integrity import check_labels
 
 _IDX_UBYTE = 0x08
 
@@ -68,15 +71,6 @@ def read_idx_labels(path: Path, num_classes: int) -> Tensor:
     if array.ndim != 1:
         raise ValueError(f"{path}: expected labels of shape (N,), got {array.shape}")
     return check_labels(torch.from_numpy(array.astype(np.int64)), num_classes, path)
-
-
-def check_labels(labels: Tensor, num_classes: int, path: Path) -> Tensor:
-    """``labels`` itself, after checking that every label lies in [0, num_classes)."""
-    if labels.numel() and not 0 <= int(labels.min()) <= int(labels.max()) < num_classes:
-        raise ValueError(
-            f"{path}: labels must lie in [0, {num_classes - 1}], found {int(labels.min())}..{int(labels.max())}"
-        )
-    return labels
 
 
 def check_count(images: Tensor, labels: Tensor, where: str) -> None:
@@ -147,8 +141,15 @@ def read_svhn_mat(path: Path) -> tuple[Tensor, Tensor]:
         raise ValueError(f"{path}: expected 'X' of uint8 and shape (32, 32, 3, N), got {x.dtype} {x.shape}")
     images = torch.from_numpy(np.ascontiguousarray(x.transpose(3, 2, 0, 1)))  # (N, 3, 32, 32)
     labels = torch.from_numpy(y.astype(np.int64).reshape(-1))
-    if labels.numel() and not 1 <= int(labels.min()) <= int(labels.max()) <= 10:
-        raise ValueError(f"{path}: SVHN labels must lie in 1..10, found {int(labels.min())}..{int(labels.max())}")
+    bad = ((labels < 1) | (labels > 10)).nonzero().flatten()
+    if bad.numel():
+        first = int(bad[0])
+        others = bad.numel() - 1
+        more = f" ({others} more {'label is' if others == 1 else 'labels are'} out of range too)" if others else ""
+        raise ValueError(
+            f"{path}: SVHN labels must lie in 1..10 (10 stands for the digit 0); example {first} has label "
+            f"{int(labels[first])}{more}"
+        )
     labels = labels % 10  # the digit 0 is stored as 10
     check_count(images, labels, str(path))
     return images, labels

@@ -5,7 +5,8 @@ Adebayo, Gilmer, Muelly, Goodfellow, Hardt & Kim, "Sanity Checks for Saliency Ma
 2018: on a copy of the model, the layers with parameters are re-initialised from the top down,
 cumulatively, and after each stage the explanation of the same class is compared with the
 trained model's (:func:`metrics.functional.cascading_randomisation`: Spearman's ρ of the |Φ|
-maps and SSIM of the maps scaled to [0, 1], both from one pass). Per-example rows (B, L)
+maps, SSIM of the maps scaled to [0, 1] and, when asked, the Pearson correlation of their HOG
+features, all from one pass). Per-example rows (B, L)
 accumulate in torchmetrics states that concatenate across processes; the result is the mean
 over examples at each stage (undefined values left out and counted).
 """
@@ -23,7 +24,7 @@ from evaluation.explanation_scores import ScoreSummary, Target, explained_classe
 from metrics import MeanScore, ModelRandomisation
 from metrics.functional import cascading_randomisation, parameter_layers
 
-SIMILARITIES: tuple[str, ...] = ("spearman", "ssim")
+SIMILARITIES: tuple[str, ...] = ("spearman", "ssim", "hog")
 
 
 @dataclass
@@ -104,7 +105,7 @@ def randomisation_check(
         model: the trained classifier (left untouched; copies are randomised).
         methods: attribution methods by name.
         x, y: the examples and their labels, on the model's device.
-        similarities: "spearman" and/or "ssim".
+        similarities: any of "spearman", "ssim" and "hog" (the last needs scikit-image).
         seed: seed of the re-initialisation (layer l uses seed + l; the caller's RNG is left alone).
         target: explain the "label" or the "predicted" class (the same class at every stage).
         batch_size: examples per pass.
@@ -118,7 +119,9 @@ def randomisation_check(
         xb = x[lo : lo + batch_size]
         targets = explained_classes(model, xb, y[lo : lo + batch_size], target)
         for name, method in methods.items():
-            result = cascading_randomisation(model, xb, targets, method, seed=seed)  # (b, L) each
+            result = cascading_randomisation(
+                model, xb, targets, method, seed=seed, hog="hog" in table.similarities
+            )  # (b, L) each
             table.layers = result.layers
             for similarity in table.similarities:
                 table.update(name, similarity, getattr(result, similarity))

@@ -10,7 +10,7 @@ A bundle is a folder::
     config.yaml        the resolved training recipe
     metrics.json       the metrics the run had logged when the checkpoint was saved
     bundle.json        dataset (name, classes, input shape, value range), architecture,
-                       provenance, export check, SHA-256 of every file
+                       provenance, export check, size and SHA-256 of every other file
     README.md          the model card: how it was trained, how to load it
 
 Why torch.export and not TorchScript: TorchScript is deprecated in the PyTorch this project
@@ -21,16 +21,19 @@ captured in eval mode (BatchNorm on running statistics). ``program.module()`` re
 ``.eval()``/``.train()``; ``torch.export.unflatten(program)`` gives a module that accepts them
 and keeps the submodule hierarchy for layer hooks (Grad-CAM).
 
-The bundle is written into a hidden sibling folder and moved into place at the end, so a
-failed export leaves no half-written bundle. Before the move, the saved program is loaded back
+The bundle is written into a hidden sibling folder, synced to the disk and swapped into place at
+the end (:func:`export.staging.staged_folder`), so a failed or killed export leaves no
+half-written bundle and an earlier bundle in ``out_dir`` whole. Before the move, the saved program is loaded back
 and compared with the checkpoint's model on seeded random inputs (logits and input
 gradients); the differences are recorded in ``bundle.json``.
+
+Readers check every file against the sizes and digests in ``bundle.json`` before loading
+(:mod:`export.integrity`): :func:`load_bundle` does unless ``verify=False``.
 """
 
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -43,6 +46,7 @@ import yaml
 from torch import Tensor, nn
 
 from export.checkpoint import CheckpointError, LoadedClassifier, load_classifier, load_weights
+from export.integrity import file_records, sha256, verify_bundle
 from lightning_modules import build_model
 from export.model_card import model_card
 from export.staging import staged_folder
@@ -83,14 +87,6 @@ class Bundle:
     @property
     def total_bytes(self) -> int:
         return sum(self.sizes.values())
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def export_program(model: nn.Module, input_shape: list[int]) -> torch.export.ExportedProgram:
@@ -242,7 +238,7 @@ def export_bundle(checkpoint: str | Path, out_dir: str | Path, overwrite: bool =
     metrics = metrics_record(loaded, summary["eval_attack"])
     program = export_program(model, arch["input_shape"])
 
-    with staged_folder(out_dir) as staging:
+    with staged_folder(out_dir, what="export bundle") as staging:
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         safetensors.torch.save_file(
             state,
@@ -279,9 +275,9 @@ def export_bundle(checkpoint: str | Path, out_dir: str | Path, overwrite: bool =
                 "program_check": check,
             },
         }
-        checked = ("program", "weights", "state_dict", "config", "metrics")
-        metadata["sha256"] = {FILES[key]: sha256(staging / FILES[key]) for key in checked}
         (staging / FILES["model_card"]).write_text(model_card(metadata, metrics))
+        recorded = [FILES[key] for key in ("program", "weights", "state_dict", "config", "metrics", "model_card")]
+        metadata.update(file_records(staging, recorded))
         (staging / FILES["metadata"]).write_text(json.dumps(metadata, indent=2) + "\n")
     sizes = {p.name: p.stat().st_size for p in sorted(out_dir.iterdir())}
     return Bundle(out_dir, metadata, metrics, sizes, time.perf_counter() - start)
@@ -301,15 +297,28 @@ def read_bundle_metadata(directory: str | Path) -> dict[str, Any]:
     return metadata
 
 
-def load_bundle(directory: str | Path) -> LoadedClassifier:
+def load_bundle(directory: str | Path, verify: bool = True) -> LoadedClassifier:
     """Rebuild a bundle's classifier as a regular module (hooks, ``.eval()``, ``.train()``).
 
     The architecture is built with this repository's :func:`build_model` and given the
     bundle's safetensors weights; without this repository, load ``model.pt2`` instead (see
     the bundle's README.md).
+
+    Args:
+        directory: the bundle folder.
+        verify: check every file's size and SHA-256 against ``bundle.json`` first; turn it off
+            only for a bundle changed on purpose.
+
+    Raises:
+        FileNotFoundError: when the folder is no bundle.
+        export.integrity.BundleIntegrityError: naming the files that are missing or differ from
+            ``bundle.json`` (with ``verify``).
+        CheckpointError: when the weights are unreadable or do not fit the architecture.
     """
     directory = Path(directory)
     metadata = read_bundle_metadata(directory)
+    if verify:
+        verify_bundle(directory, metadata)
     weights = directory / FILES["weights"]
     if not weights.is_file():
         raise FileNotFoundError(f"bundle {directory} has no {FILES['weights']}")

@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> Bundle:
     args = build_parser().parse_args(sys.argv[2:] if argv is None else argv)
     try:
         bundle = export_bundle(args.ckpt_path, args.out_dir, overwrite=args.overwrite)
-    except (CheckpointError, FileNotFoundError, FileExistsError) as error:
+    except (CheckpointError, OSError) as error:  # OSError: a failed write (AtomicWriteError) included
         sys.stderr.write(f"error: {error}\n")
         raise SystemExit(1) from error
     lines = [

@@ -7,6 +7,8 @@ from typing import Any
 
 import yaml
 
+from lightning_modules.backbones import backbone_label
+
 MAX_CLASSES_LISTED = 20
 
 
@@ -48,7 +50,7 @@ def model_card(metadata: dict[str, Any], metrics: dict[str, Any]) -> str:
     else:
         length = "length unknown"
     lines = [
-        f"# {data['name']} classifier: {model['backbone']}, {_component(training.get('objective')).split('(')[0]}",
+        f"# {data['name']} classifier: {backbone_label(model['backbone'])}, {_component(training.get('objective')).split('(')[0]}",
         "",
         f"Exported by robustlens from `{metadata['source_checkpoint']['path']}` (epoch {training.get('epoch')}, "
         f"step {training.get('global_step')}) on {metadata['export']['time']} "
@@ -59,7 +61,7 @@ def model_card(metadata: dict[str, Any], metrics: dict[str, Any]) -> str:
         f"- Input: float32 tensor (N, {c}, {h}, {w}) with values in [0, 1]. Do not normalise: the model's first",
         f"  layer `normalize` computes (x - mean) / std with mean {model['mean']} and std {model['std']}.",
         f"- Output: logits (N, {model['num_classes']}) over the classes {listed}.",
-        f"- Architecture: `{model['backbone']}`"
+        f"- Architecture: `{backbone_label(model['backbone'])}`"
         + (f" with {model['backbone_kwargs']}" if model.get("backbone_kwargs") else "")
         + f", activation {model.get('activation', 'relu')}; {model['parameters']:,} parameters.",
         "",
@@ -97,12 +99,22 @@ def model_card(metadata: dict[str, Any], metrics: dict[str, Any]) -> str:
         f"| `{files['state_dict']}` | the same state_dict for `torch.load(..., weights_only=True)` |",
         f"| `{files['config']}` | the resolved training recipe |",
         f"| `{files['metrics']}` | metrics recorded with the checkpoint |",
-        f"| `{files['metadata']}` | dataset facts, architecture, provenance, SHA-256 of every file |",
+        f"| `{files['metadata']}` | dataset facts, architecture, provenance, size and SHA-256 of every other file |",
         "",
         "## Loading with plain PyTorch",
         "",
+        "Run from this folder. The first lines check that every file is the one exported (a truncated copy or",
+        "replaced weights stop here, with the file named):",
+        "",
         "```python",
+        "import hashlib, json, pathlib",
         "import torch",
+        "",
+        f'meta = json.loads(pathlib.Path("{files["metadata"]}").read_text())',
+        'for name, digest in meta["sha256"].items():',
+        "    data = pathlib.Path(name).read_bytes()",
+        '    if len(data) != meta["bytes"][name] or hashlib.sha256(data).hexdigest() != digest:',
+        f'        raise RuntimeError(f"{{name}} differs from what {files["metadata"]} records: truncated, corrupted or replaced")',
         "",
         f'program = torch.export.load("{files["program"]}")',
         "model = program.module()  # takes images in [0, 1]",
@@ -126,7 +138,9 @@ def model_card(metadata: dict[str, Any], metrics: dict[str, Any]) -> str:
         f'# or: state_dict = torch.load("{files["state_dict"]}", weights_only=True)',
         "```",
         "",
-        "In robustlens, `export.load_bundle(<this folder>)` rebuilds it as a regular module.",
+        "In robustlens, `export.load_bundle(<this folder>)` checks the files the same way and rebuilds the model as",
+        "a regular module; `python train.py report --bundle <this folder>` checks them before reporting",
+        "(`--no-verify` / `verify=False` skip the check for a bundle changed on purpose).",
         "",
         "## Details",
         "",

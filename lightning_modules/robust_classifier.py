@@ -1,15 +1,25 @@
 """RobustClassifier: one LightningModule for every recipe.
 
-It composes a backbone (by name, with the normalisation as its first layer), an objective from
+It composes a backbone (a built-in name or any ``nn.Module`` class by ``class_path``, with the
+normalisation as its first layer), an objective from
 ``losses/`` and an optimiser/scheduler, all chosen in YAML. Train, validation and test share
 one step; validation and test also measure accuracy under an evaluation attack that is
 configured apart from the training attack.
 
 Logged keys: ``train/loss``, ``train/acc`` (accuracy on the examples the objective trained on:
-adversarial ones for PGD-AT), ``train/<part>`` for every part the objective reports, and per
-evaluation stage ``<stage>/loss``, ``<stage>/acc`` and ``<stage>/acc_pgd`` (accuracy under
-``eval_attack``, by default PGD-10 on the cross-entropy: an upper bound on robust accuracy, kept
-as the cheap per-epoch signal for checkpoint selection; the figure to quote is AutoAttack's).
+adversarial ones for PGD-AT), ``train/acc_adv`` (accuracy on the training attack's examples,
+when the objective trains on adversarial examples), ``train/<part>`` for every part the
+objective reports, per evaluation stage ``<stage>/loss``, ``<stage>/acc`` and
+``<stage>/acc_pgd`` (accuracy under ``eval_attack``, by default PGD-10 on the cross-entropy: an
+upper bound on robust accuracy, kept as the cheap per-epoch signal for checkpoint selection; the
+figure to quote is AutoAttack's), and ``val/robust_gap``.
+
+``val/robust_gap`` makes robust overfitting (Rice, Wong & Kolter, ICML 2020) visible while
+training: the accuracy on the training attack's adversarial examples, counted at each step on
+the weights of that step over every training batch since the previous validation (one epoch
+with the default cadence), minus ``val/acc_pgd``. It is logged when the objective reports
+adversarial logits and the evaluation attack is on; positive values mean the model is more
+robust on its training images than on held-out ones.
 
 An objective may ask to end training (``objective.stop_requested``, e.g. fast adversarial
 training on catastrophic overfitting); the fit then stops after the current step.
@@ -18,11 +28,12 @@ training on catastrophic overfitting); the fit then stops after the current step
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Literal
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from pytorch_lightning import LightningModule
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
@@ -32,8 +43,15 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from attacks import PGD
-from attributions import softplus_relus
-from lightning_modules.backbones import Activation, Normalize, build_backbone
+from attributions import count_relus, softplus_relus
+from lightning_modules.backbones import (
+    Activation,
+    BackboneSpec,
+    Normalize,
+    backbone_label,
+    build_backbone,
+    resolve_backbone_spec,
+)
 from lightning_modules.rng import capture_rng_states, restore_rng_states
 from losses import ERM, Objective
 
@@ -80,7 +98,7 @@ def _keep_plain_hparams(module: LightningModule) -> None:
 
 
 def build_model(
-    backbone: str,
+    backbone: BackboneSpec | Any,
     num_classes: int,
     input_shape: Sequence[int],
     mean: Sequence[float],
@@ -92,6 +110,7 @@ def build_model(
     """The whole classifier as plain PyTorch: ``Normalize(mean, std)`` then the backbone.
 
     It takes images in [0, 1]; its state_dict keys are ``normalize.*`` and ``net.*``.
+    ``backbone`` is any spec :func:`lightning_modules.backbones.build_backbone` accepts.
     """
     net = build_backbone(backbone, num_classes, input_shape, activation, softplus_beta, **(backbone_kwargs or {}))
     return nn.Sequential(OrderedDict(normalize=Normalize(mean, std), net=net))
@@ -101,7 +120,15 @@ class RobustClassifier(LightningModule):
     """Image classifier trained by a configurable objective, evaluated clean and under attack.
 
     Args:
-        backbone: "small_cnn", "preact_resnet18" or "torchvision/<model name>".
+        backbone: a built-in name ("small_cnn", "preact_resnet18", "wong2020_mnist",
+            "madry2018_mnist", "zhang2019_mnist", "ismail2021_mnist", "wrn28_10", "wrn34_10"),
+            "torchvision/<model name>", "timm/<model name>" (optional dependency),
+            or any ``nn.Module`` class: in YAML a ``class_path``/``init_args`` node, in Python the
+            class, a ``functools.partial`` of it or ``{"class_path": ..., "init_args": {...}}``.
+            Its arguments named ``num_classes``, ``in_channels``, ``input_shape``, ``image_size``
+            are set from the data (:mod:`lightning_modules.backbones`). Stored in the
+            checkpoint as plain data: the name, or the class path and the init_args it was
+            built with (:func:`lightning_modules.backbones.resolve_backbone_spec`).
         num_classes: outputs (set from the datamodule by ``train.py``).
         input_shape: (C, H, W) of one input (set from the datamodule).
         mean: per-channel mean of the normalisation layer (set from the datamodule).
@@ -114,7 +141,8 @@ class RobustClassifier(LightningModule):
             eval_activation: relu`` it trains with softplus(β) and is evaluated (and exported)
             as the ReLU network. The stored network holds ReLUs unless both are softplus; the
             other phase swaps them for softplus(β) while it runs.
-        backbone_kwargs: extra arguments of the architecture (``width``, ``batch_norm`` ...).
+        backbone_kwargs: extra arguments of a named architecture (``width``, ``batch_norm`` ...);
+            a ``class_path`` backbone takes them in its ``init_args``.
         objective: the training objective (default: ERM).
         eval_attack: the attack behind ``val/acc_pgd`` and ``test/acc_pgd`` (default: L∞ PGD-10 on
             the cross-entropy, ε = 8/255, α = 2/255, seeded so that evaluation is repeatable);
@@ -132,7 +160,7 @@ class RobustClassifier(LightningModule):
 
     def __init__(
         self,
-        backbone: str = "small_cnn",
+        backbone: str | Callable[..., nn.Module] = "small_cnn",
         num_classes: int = 10,
         input_shape: Sequence[int] = (1, 28, 28),
         mean: Sequence[float] = (0.5,),
@@ -175,10 +203,21 @@ class RobustClassifier(LightningModule):
         # The CLI logs the whole resolved config once (callbacks.SaveConfigToRun); hparams still go
         # into every checkpoint, as plain data only (see _keep_plain_hparams).
         self.save_hyperparameters(logger=False)
+        # Through train.py the hyper-parameter is already the plain config node (class_path and
+        # init_args) while ``backbone`` is jsonargparse's factory; in Python it is what was passed.
+        spec = resolve_backbone_spec(self.hparams.get("backbone", backbone), num_classes, input_shape)
+        for store in (self._hparams, self._hparams_initial):
+            store["backbone"] = spec
         _keep_plain_hparams(self)
         self.model = build_model(
-            backbone, num_classes, input_shape, mean, std, stored_activation, softplus_beta, backbone_kwargs
+            spec, num_classes, input_shape, mean, std, stored_activation, softplus_beta, backbone_kwargs
         )
+        if any(self._softplus_during.values()) and count_relus(self.model) == 0:
+            field = "activation" if self._softplus_during["train"] else "eval_activation"
+            raise ValueError(
+                f"{field}: softplus replaces the nn.ReLU modules of the backbone, and {backbone_label(spec)} has "
+                "none (does it call F.relu?)"
+            )
         self.softplus_beta = softplus_beta
         self.objective = objective if objective is not None else ERM()
         self.eval_attack = eval_attack
@@ -191,6 +230,11 @@ class RobustClassifier(LightningModule):
         # Sum-and-count states reduced by summation: exact under DDP with uneven shares, where
         # self.log(sync_dist=True) averages a truncated integer count of examples across ranks.
         self.eval_loss = nn.ModuleDict({s: MeanMetric() for s in ("val", "test")})
+        self.train_acc_adv = MulticlassAccuracy(num_classes, average="micro")
+        # (correct, seen) on adversarial training examples since the last validation, summed
+        # over processes at every step, so every rank (and rank zero's checkpoint) holds the
+        # global counts: a resumed run continues them exactly.
+        self._robust_counts: Tensor | None = None
         self.eval_acc = nn.ModuleDict({s: MulticlassAccuracy(num_classes, average="micro") for s in ("val", "test")})
         self.eval_acc_pgd = nn.ModuleDict(
             {s: MulticlassAccuracy(num_classes, average="micro") for s in ("val", "test")}
@@ -220,6 +264,10 @@ class RobustClassifier(LightningModule):
         if out.logits is not None:
             self.train_acc(out.logits.detach(), y)
             self.log("train/acc", self.train_acc, prog_bar=True)
+        if out.logits_adv is not None:
+            self.train_acc_adv(out.logits_adv.detach(), y)
+            self.log("train/acc_adv", self.train_acc_adv)
+            self._count_robust(out.logits_adv.detach(), y)
         if out.logs:
             self.log_dict({f"train/{name}": value for name, value in out.logs.items()})
         return out.loss
@@ -234,13 +282,37 @@ class RobustClassifier(LightningModule):
             "the regulariser weights, or try gradient clipping (trainer.gradient_clip_val)."
         )
 
+    def _count_robust(self, logits_adv: Tensor, y: Tensor) -> None:
+        """Add this step's (correct, seen) adversarial training examples, summed over processes."""
+        counts = torch.stack([(logits_adv.argmax(dim=1) == y).sum(), torch.tensor(y.numel(), device=y.device)])
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            # torch's all-reduce, not strategy.reduce: that one adds a barrier, a host sync per step.
+            dist.all_reduce(counts)
+        previous = self._robust_counts
+        self._robust_counts = counts if previous is None else previous.to(counts.device) + counts
+
+    def on_validation_epoch_end(self) -> None:
+        """Log ``val/robust_gap`` (see the module doc) and start the next count."""
+        if self.trainer.sanity_checking or self.eval_attack is None or self._robust_counts is None:
+            return
+        if self.eval_acc_pgd["val"].update_count == 0:
+            return
+        train_robust = self._robust_counts[0].float() / self._robust_counts[1].float()
+        val_robust = self.eval_acc_pgd["val"].compute()  # reduced over processes
+        self.log("val/robust_gap", train_robust.to(val_robust.device) - val_robust.float())
+        self._robust_counts = None
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["rng_states"] = capture_rng_states()
+        if self._robust_counts is not None:
+            checkpoint["robust_gap_counts"] = self._robust_counts.tolist()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Restored right before the next training batch, not now: whatever runs in between
         # (sanity-check validation, callbacks' setup) must not shift the training streams.
         self._rng_states_to_restore = checkpoint.get("rng_states")
+        counts = checkpoint.get("robust_gap_counts")
+        self._robust_counts = None if counts is None else torch.tensor(counts, dtype=torch.long)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         if self._rng_states_to_restore is not None:
@@ -280,6 +352,18 @@ class RobustClassifier(LightningModule):
             x_adv = self.eval_attack(self.model, x, y)
             self.eval_acc_pgd[stage](self.model(x_adv), y)
             self.log(f"{stage}/acc_pgd", self.eval_acc_pgd[stage], prog_bar=True)
+
+    def monitorable_keys(self) -> list[str]:
+        """What ``self.log`` records, as glob patterns: the metrics that ModelCheckpoint and
+        EarlyStopping can monitor (``train.py`` refuses any other monitor before the run).
+
+        ``train/*`` stands for the objective's parts, known only once it has run. Keep this in
+        step with the ``self.log`` calls above (a test compares it with a real fit's metrics).
+        """
+        keys = ["train/loss", "train/acc", "train/*"]
+        for stage in ("val", "test"):
+            keys += [f"{stage}/loss", f"{stage}/acc"] + ([f"{stage}/acc_pgd"] if self.eval_attack is not None else [])
+        return keys
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.parameters())

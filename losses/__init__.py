@@ -2,19 +2,22 @@
 
 Plain PyTorch; nothing here imports Lightning, so a notebook can train or evaluate with them.
 
-Training losses: :class:`ERM`, :class:`PGDAdversarialTraining`, :class:`TRADES`,
-:class:`FastAdversarialTraining` (FGSM-RS), :class:`SaliencyGuidedTraining`. Regularisers, which
+Training losses: :class:`ERM`, :class:`PGDAdversarialTraining`, :class:`TRADES`, :class:`MART`,
+:class:`FastAdversarialTraining` (FGSM-RS), :class:`SaliencyGuidedTraining`, :class:`IGSumNorm`; :class:`AWP` wraps
+an adversarial-training objective with adversarial weight perturbation. Regularisers, which
 return a penalty alone and are meant to be added to a training loss with :class:`WeightedSum`:
 :class:`InputGradientPenalty`, :class:`AttributionStability`, :class:`CurvaturePenalty`,
 :class:`IGNorm`.
 """
 
 from losses.attribution_stability import AttributionStability
-from losses.base import Objective, ObjectiveOutput, StepContext
+from losses.awp import AWP, perturbed_parameters
+from losses.base import FORWARD_KEY, Objective, ObjectiveOutput, StepContext
 from losses.curvature import CurvaturePenalty
 from losses.erm import ERM
 from losses.fast_at import FastAdversarialTraining
 from losses.ig_norm import IGNorm, integrated_gradients_of_loss
+from losses.ig_sum_norm import IGSumNorm
 from losses.input_gradient_penalty import InputGradientPenalty
 from losses.input_gradients import (
     clean_forward,
@@ -22,19 +25,24 @@ from losses.input_gradients import (
     per_example_logit_gradient,
     per_example_loss_gradient,
 )
+from losses.mart import MART, boosted_cross_entropy, mart_terms
 from losses.pgd_at import EpsilonWarmup, PGDAdversarialTraining, adversarial_example, scaled_attack
 from losses.saliency_guided import SaliencyGuidedTraining
 from losses.trades import TRADES, kl_divergence
 from losses.weighted_sum import Part, WeightedSum
 
 __all__ = [
+    "AWP",
     "ERM",
+    "FORWARD_KEY",
+    "MART",
     "TRADES",
     "AttributionStability",
     "CurvaturePenalty",
     "EpsilonWarmup",
     "FastAdversarialTraining",
     "IGNorm",
+    "IGSumNorm",
     "InputGradientPenalty",
     "Objective",
     "ObjectiveOutput",
@@ -44,11 +52,14 @@ __all__ = [
     "StepContext",
     "WeightedSum",
     "adversarial_example",
+    "boosted_cross_entropy",
     "clean_forward",
     "flat_cosine",
     "integrated_gradients_of_loss",
     "kl_divergence",
+    "mart_terms",
     "per_example_logit_gradient",
     "per_example_loss_gradient",
+    "perturbed_parameters",
     "scaled_attack",
 ]

@@ -89,7 +89,16 @@ class AttributionStability(Objective):
     def perturbed_input(
         self, model: nn.Module, x: Tensor, y: Tensor, attack: PGD, context: StepContext | None
     ) -> Tensor:
-        """x' (B, C, H, W), detached, in the ε-ball of ``attack`` around ``x``."""
+        """x' (B, C, H, W), detached, in the ε-ball of ``attack`` around ``x``; memoised per step
+        under a shared context (drawn or searched once, at the weights of the first call)."""
+        if context is None or self.perturbation == "ce_adversarial":  # the latter is memoised by PGD-AT's key
+            return self._perturbed_input(model, x, y, attack, context)
+        key = ("attribution_stability_input", self.perturbation, repr(attack))
+        return context.get(key, lambda: self._perturbed_input(model, x, y, attack, context))
+
+    def _perturbed_input(
+        self, model: nn.Module, x: Tensor, y: Tensor, attack: PGD, context: StepContext | None
+    ) -> Tensor:
         if self.perturbation == "random":
             return attack.threat.random_init(x.detach())
         if self.perturbation == "ce_adversarial":
@@ -104,9 +113,13 @@ class AttributionStability(Objective):
 
         return maximise_in_ball(attack, model, x, cosine_distance)
 
+    def prepare(self, model: nn.Module, x: Tensor, y: Tensor, context: StepContext) -> None:
+        attack = scaled_attack(self.attack, self.warmup.next_fraction(context))
+        self.perturbed_input(model, x, y, attack, context)
+
     def forward(self, model: nn.Module, x: Tensor, y: Tensor, context: StepContext | None = None) -> ObjectiveOutput:
         refuse_float16_autocast(x, type(self).__name__)
-        attack = scaled_attack(self.attack, self.warmup.next_fraction())
+        attack = scaled_attack(self.attack, self.warmup.next_fraction(context))
         x_perturbed = self.perturbed_input(model, x, y, attack, context)
         x_leaf, logits = clean_forward(model, x, context, needs_input_grad=True)
         g_clean = per_example_logit_gradient(x_leaf, logits, y, create_graph=True)

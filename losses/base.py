@@ -9,7 +9,9 @@ on (clean ones for ERM, adversarial ones for PGD-AT), from which the LightningMo
 An objective never takes the optimiser, never calls ``zero_grad`` or ``backward``, and leaves
 the model in the mode it found it. The :class:`StepContext` lets the parts of a composed
 objective share work within one training step (one adversarial example for two parts that need
-the same one; one clean forward).
+the same one; one clean forward). :meth:`StepContext.branch` and :meth:`Objective.prepare` let
+a wrapper evaluate an objective again within the step at other weights (adversarial weight
+perturbation, :class:`losses.AWP`) on the same adversarial examples.
 """
 
 from __future__ import annotations
@@ -30,6 +32,13 @@ def upcast(t: Tensor) -> Tensor:
     return t.float() if t.is_floating_point() and torch.finfo(t.dtype).bits < 32 else t
 
 
+FORWARD_KEY = "forward"
+"""First element of the :class:`StepContext` keys of model outputs (logits of a forward pass).
+
+They depend on the weights, unlike the inputs of a step (adversarial examples, the ε fraction),
+so a :meth:`StepContext.branch` keeps them to itself."""
+
+
 class ObjectiveOutput(NamedTuple):
     """What an objective returns.
 
@@ -38,11 +47,15 @@ class ObjectiveOutput(NamedTuple):
         logs: named scalar parts, detached, logged as ``train/<name>``.
         logits: (B, num_classes) logits of the examples the main term trained on, or None for a
             pure regulariser.
+        logits_adv: (B, num_classes) logits of the adversarial examples of the training attack
+            when the objective trains on them (PGD-AT, TRADES, MART, fast AT), else None: the
+            train robust accuracy (``train/acc_adv``, ``val/robust_gap``).
     """
 
     loss: Tensor
     logs: dict[str, Tensor]
     logits: Tensor | None
+    logits_adv: Tensor | None = None
 
 
 class StepContext:
@@ -54,15 +67,34 @@ class StepContext:
     step and passes it to every part.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, parent: StepContext | None = None) -> None:
         self._values: dict[Hashable, Any] = {}
         self.computed: list[Hashable] = []
+        self._parent = parent
 
     def get(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        if self._parent is not None and not is_forward_key(key):
+            return self._parent.get(key, compute)
         if key not in self._values:
             self._values[key] = compute()
             self.computed.append(key)
         return self._values[key]
+
+    def branch(self) -> StepContext:
+        """A context for evaluating objectives again within this step, at other weights.
+
+        It shares every input of the step with this context (adversarial examples, ε fractions,
+        anything an objective memoises that does not depend on the weights: computed once, by
+        whichever context asks first) and keeps model outputs (keys starting with
+        :data:`FORWARD_KEY`) to itself, so logits computed at perturbed weights are never
+        served to a part evaluated at the weights themselves, nor the reverse.
+        """
+        return StepContext(parent=self)
+
+
+def is_forward_key(key: Hashable) -> bool:
+    """Whether ``key`` names a model output (``(FORWARD_KEY, ...)``), which a branch keeps private."""
+    return isinstance(key, tuple) and len(key) > 0 and key[0] == FORWARD_KEY
 
 
 class Objective(nn.Module):
@@ -85,6 +117,18 @@ class Objective(nn.Module):
         Lightning: they ask, the training loop decides.
         """
         return None
+
+    def prepare(self, model: nn.Module, x: Tensor, y: Tensor, context: StepContext) -> None:
+        """Compute, at the model's current weights, the inputs this objective will train on.
+
+        An objective that trains on perturbed inputs (an adversarial example, a random draw)
+        computes them here, memoised in ``context``, so that the ``forward`` calls of the same
+        step (and of its :meth:`StepContext.branch` es) find them there instead of computing
+        them again. :class:`losses.AWP` calls it on the real model before evaluating the
+        objective at other weights, so the attack runs exactly as in an ordinary step
+        (BatchNorm statistics included). The default does nothing: such an objective computes
+        its inputs inside ``forward``.
+        """
 
     def forward(self, model: nn.Module, x: Tensor, y: Tensor, context: StepContext | None = None) -> ObjectiveOutput:
         """Loss of ``model`` on the batch (x in [0, 1], y class indices)."""

@@ -175,11 +175,21 @@ class FastAdversarialTraining(Objective):
         else:
             warnings.warn(message, stacklevel=2)
 
-    def forward(self, model: nn.Module, x: Tensor, y: Tensor, context: StepContext | None = None) -> ObjectiveOutput:
-        fraction = self.warmup.next_fraction()
-        self._check(model, x, y, fraction)
+    def _adversarial(self, model: nn.Module, x: Tensor, y: Tensor, context: StepContext | None) -> tuple[PGD, Tensor]:
+        """This step's check (once per step, also when evaluated again within it), attack and example."""
+        fraction = self.warmup.next_fraction(context)
+        if context is None:
+            self._check(model, x, y, fraction)
+        else:
+            context.get(("fast_at_check", id(self)), lambda: self._check(model, x, y, fraction))
         attack = scaled_attack(self.fallback_attack if self.falling_back else self.attack, fraction)
-        x_adv = adversarial_example(attack, model, x, y, context)
+        return attack, adversarial_example(attack, model, x, y, context)
+
+    def prepare(self, model: nn.Module, x: Tensor, y: Tensor, context: StepContext) -> None:
+        self._adversarial(model, x, y, context)
+
+    def forward(self, model: nn.Module, x: Tensor, y: Tensor, context: StepContext | None = None) -> ObjectiveOutput:
+        attack, x_adv = self._adversarial(model, x, y, context)
         _, logits_adv = adversarial_forward(model, x_adv, attack, context, needs_input_grad=False)
         ce_adv = F.cross_entropy(upcast(logits_adv), y)
         logs = {"ce_adv": ce_adv.detach(), "co_detected": self.co_detected.float()}
@@ -187,4 +197,4 @@ class FastAdversarialTraining(Objective):
             logs["co_pgd_acc"] = self._last_check
         if self.warmup.warmup_steps:
             logs["eps"] = torch.tensor(attack.eps, device=x.device)
-        return ObjectiveOutput(ce_adv, logs, logits_adv)
+        return ObjectiveOutput(ce_adv, logs, logits_adv, logits_adv)

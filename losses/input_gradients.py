@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attacks import PGD, module_mode
-from losses.base import StepContext, upcast
+from losses.base import FORWARD_KEY, StepContext, upcast
 
 CLEAN_FORWARD_KEY = "clean"
 
@@ -70,7 +70,7 @@ def shared_forward(
         x_leaf = input_leaf(x)
         return x_leaf, model(x_leaf)
 
-    return context.get(("forward", key), forward)
+    return context.get((FORWARD_KEY, key), forward)
 
 
 def clean_forward(
@@ -146,9 +146,10 @@ def maximise_in_ball(
     :class:`attacks.PGD` maximises a function of the logits; attacks on an explanation maximise
     a function of an input gradient at x' (a cosine distance, an integrated-gradients norm),
     which needs the gradient of a gradient. This runs the same search, with the attack's
-    threat model, step size, number of steps, random start (seeded like PGD's when the attack
-    has a seed) and model mode; ``objective`` builds any inner graph it needs
-    (``create_graph=True``). Restarts are not used.
+    threat model, step size, number of steps, random start (:meth:`attacks.PGD.initial_point`:
+    seeded per example from its pixels when the attack has a seed, so an example starts at the
+    same point in any batch position) and model mode; ``objective`` builds any inner graph it
+    needs (``create_graph=True``). Restarts are not used.
 
     Returns:
         (B, C, H, W) detached points of the ε-ball around ``x`` intersected with [0, 1].
@@ -156,11 +157,7 @@ def maximise_in_ball(
     x = x.detach()
     if attack.eps == 0.0:
         return x.clone()
-    generator = None
-    if attack.seed is not None:
-        generator = torch.Generator(device=x.device)
-        generator.manual_seed(attack.seed)
-    x_adv = attack.threat.random_init(x, generator) if attack.random_start else x.clone()
+    x_adv = attack.initial_point(x)
     with torch.enable_grad(), module_mode(model, attack.model_mode):
         for _ in range(attack.steps):
             x_adv.requires_grad_(True)

@@ -60,10 +60,20 @@ class EpsilonWarmup(nn.Module):
         self.warmup_steps = int(warmup_steps)
         self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
 
-    def next_fraction(self) -> float:
-        """The fraction for this step; advances the count."""
+    def next_fraction(self, context: StepContext | None = None) -> float:
+        """The fraction for this step; advances the count.
+
+        Within a :class:`StepContext` the fraction is memoised: every call of the same step (an
+        objective's ``prepare`` and ``forward``, its evaluation at perturbed weights by
+        :class:`losses.AWP`) gets the same fraction and advances the count once.
+        """
         if self.warmup_steps == 0:
             return 1.0
+        if context is not None:
+            return context.get(("eps_fraction", id(self)), self._advance)
+        return self._advance()
+
+    def _advance(self) -> float:
         t = int(self.steps_done)
         self.steps_done += 1
         return min(1.0, (t + 1) / self.warmup_steps)
@@ -90,18 +100,25 @@ class PGDAdversarialTraining(Objective):
         self.clean_weight = float(clean_weight)
         self.warmup = EpsilonWarmup(eps_warmup_steps)
 
+    def _adversarial(self, model: nn.Module, x: Tensor, y: Tensor, context: StepContext | None) -> tuple[PGD, Tensor]:
+        """This step's attack (ε scaled by the warm-up) and its example."""
+        attack = scaled_attack(self.attack, self.warmup.next_fraction(context))
+        return attack, adversarial_example(attack, model, x, y, context)
+
+    def prepare(self, model: nn.Module, x: Tensor, y: Tensor, context: StepContext) -> None:
+        self._adversarial(model, x, y, context)
+
     def forward(self, model: nn.Module, x: Tensor, y: Tensor, context: StepContext | None = None) -> ObjectiveOutput:
-        attack = scaled_attack(self.attack, self.warmup.next_fraction())
-        x_adv = adversarial_example(attack, model, x, y, context)
+        attack, x_adv = self._adversarial(model, x, y, context)
         _, logits_adv = adversarial_forward(model, x_adv, attack, context, needs_input_grad=False)
         ce_adv = F.cross_entropy(upcast(logits_adv), y)
         logs = {"ce_adv": ce_adv.detach()}
         if self.warmup.warmup_steps:
             logs["eps"] = torch.tensor(attack.eps, device=x.device)
         if self.clean_weight == 0.0:
-            return ObjectiveOutput(ce_adv, logs, logits_adv)
+            return ObjectiveOutput(ce_adv, logs, logits_adv, logits_adv)
         _, logits_clean = clean_forward(model, x, context, needs_input_grad=False)
         ce_clean = F.cross_entropy(upcast(logits_clean), y)
         logs["ce_clean"] = ce_clean.detach()
         loss = (1.0 - self.clean_weight) * ce_adv + self.clean_weight * ce_clean
-        return ObjectiveOutput(loss, logs, logits_adv)
+        return ObjectiveOutput(loss, logs, logits_adv, logits_adv)

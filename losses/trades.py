@@ -55,9 +55,10 @@ class _GaussianStart(ThreatModel):
         self.norm = inner.norm
         self.std = std
 
-    def random_init(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def random_init(self, x: Tensor, generator: torch.Generator | None = None, clip: bool = True) -> Tensor:
         noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        return self.inner.project(x + self.std * noise, x)
+        start = x + self.std * noise
+        return self.inner.project(start, x) if clip else start
 
     def step(self, grad: Tensor, step_size: float) -> Tensor:
         return self.inner.step(grad, step_size)
@@ -108,8 +109,12 @@ class TRADES(Objective):
             return compute()
         return context.get(("trades_adversarial", repr(attack)), compute)
 
+    def prepare(self, model: nn.Module, x: Tensor, y: Tensor, context: StepContext) -> None:
+        attack = scaled_attack(self.attack, self.warmup.next_fraction(context))
+        self.adversarial_example(model, x, attack, context)
+
     def forward(self, model: nn.Module, x: Tensor, y: Tensor, context: StepContext | None = None) -> ObjectiveOutput:
-        attack = scaled_attack(self.attack, self.warmup.next_fraction())
+        attack = scaled_attack(self.attack, self.warmup.next_fraction(context))
         x_adv = self.adversarial_example(model, x, attack, context)
         _, logits = clean_forward(model, x, context, needs_input_grad=False)
         logits_adv = model(x_adv)
@@ -119,4 +124,4 @@ class TRADES(Objective):
         logs = {"ce": ce.detach(), "kl": kl.detach()}
         if self.warmup.warmup_steps:
             logs["eps"] = torch.tensor(attack.eps, device=x.device)
-        return ObjectiveOutput(loss, logs, logits)
+        return ObjectiveOutput(loss, logs, logits, logits_adv)

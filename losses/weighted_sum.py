@@ -15,7 +15,8 @@ as ``train/loss``. With PGD-AT and attribution stability: ``train/pgd_at``,
 ``train/attribution_stability/cosine``. A part's name is its ``name`` if given, else its
 class's ``log_name`` (``erm``, ``pgd_at``, ``trades``, ``fast_at``, ``saliency_guided``,
 ``input_gradient``, ``attribution_stability``, ``curvature``, ``ig_norm``), else the class name
-in snake case. The logits of the sum are those of the first part that returns logits.
+in snake case. The logits of the sum are those of the first part that returns logits, and
+likewise its adversarial logits.
 
 YAML::
 
@@ -105,11 +106,16 @@ class WeightedSum(Objective):
                 return f"{name}: {reason}"
         return None
 
+    def prepare(self, model: nn.Module, x: Tensor, y: Tensor, context: StepContext) -> None:
+        for part in self.parts:
+            part.prepare(model, x, y, context)
+
     def forward(self, model: nn.Module, x: Tensor, y: Tensor, context: StepContext | None = None) -> ObjectiveOutput:
         context = StepContext() if context is None else context
         total: Tensor | None = None
         logs: dict[str, Tensor] = {}
         logits: Tensor | None = None
+        logits_adv: Tensor | None = None
         for name, weight, part in zip(self.names, self.weights, self.parts):
             out = part(model, x, y, context)
             total = weight * out.loss if total is None else total + weight * out.loss
@@ -117,5 +123,7 @@ class WeightedSum(Objective):
             logs.update({f"{name}/{key}": value for key, value in out.logs.items()})
             if logits is None and out.logits is not None:
                 logits = out.logits
+            if logits_adv is None and out.logits_adv is not None:
+                logits_adv = out.logits_adv
         assert total is not None
-        return ObjectiveOutput(total, logs, logits)
+        return ObjectiveOutput(total, logs, logits, logits_adv)

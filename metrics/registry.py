@@ -12,7 +12,13 @@ Names (:data:`METRIC_NAMES`):
   perturbation is part of the name so that a logged key says what was measured.
   Options: ``eps`` (0.1), ``k`` (None: 100 per 28 × 28 pixels); noise: ``seed``; pgd: ``steps``
   (10), ``step_size`` (None: 2.5 ε / steps); topk_attack: ``steps`` (100), ``step_size`` (0.01),
-  ``softplus_beta`` (10).
+  ``softplus_beta`` (10), ``k_attack`` (the top set attacked) and ``k_score`` (the k scored;
+  ``k`` sets both), ``criterion`` (None: the metric's own similarity selects the kept iterate;
+  "kendall" reproduces Chen et al.'s tables), ``stop_at_label_flip`` (False; True: the older
+  rule that stops an example at its first label flip). With ``y`` given, examples the model
+  misclassifies are not attacked and score NaN (counted as undefined by the wrappers); metrics
+  of one call that differ only in their similarity share one attack run.
+  :func:`attacks.chen_protocol` gives Chen et al.'s settings per dataset.
 - ``max_sensitivity``, ``avg_sensitivity``: Captum's relative form (r = 0.02, n = 10);
   ``max_sensitivity_abs``, ``avg_sensitivity_abs``: Yeh et al.'s absolute form (r = 0.2, n = 50).
   Options ``radius``, ``n_samples``, ``seed``.
@@ -24,7 +30,7 @@ Names (:data:`METRIC_NAMES`):
 - ``randomisation``: cascading model-parameter randomisation; returns (B, L), one column per
   re-initialised layer, top layer first (the last column: the whole network randomised); the
   layer names come from :func:`metrics.functional.parameter_layers`. Options ``similarity``
-  ("spearman" or "ssim"), ``seed``.
+  ("spearman", "ssim" or "hog": Adebayo et al.'s three; "hog" needs scikit-image), ``seed``.
 - with ``masks``: ``pointing_game`` (``tolerance`` 0), ``relevance_mass``, ``relevance_rank``
   (``seed``); with ``spurious_masks``: ``spurious_share``.
 
@@ -48,8 +54,9 @@ from metrics import wrappers
 from metrics.functional import faithfulness, localisation, sensitivity
 from metrics.functional.common import predicted
 from metrics.functional.infidelity import infidelity
-from metrics.functional.randomisation import cascading_randomisation
-from metrics.functional.robustness import PERTURBATIONS, SIMILARITIES, map_similarity, perturb
+from metrics.functional.randomisation import RANDOMISATION_SIMILARITIES, cascading_randomisation
+from metrics.functional.robustness import PERTURBATIONS, SIMILARITIES, map_similarity, perturb, topk_attack
+from metrics.functional.similarity import require_hog
 
 # ---------------------------------------------------------------------------------------------
 # Inputs shared by the metrics of one call
@@ -68,9 +75,12 @@ class MetricInputs:
         spurious_masks: Tensor | None,
         ids: Tensor | None,
         attribution: Tensor | None,
+        attack_criteria: Mapping[Any, tuple[str, ...]] | None = None,
     ) -> None:
         self.model, self.x, self.target, self.method = model, x, target, method
         self.masks, self.spurious_masks, self.ids = masks, spurious_masks, ids
+        #: top-k attack options (as a key) -> every criterion the call's metrics select by
+        self.attack_criteria = dict(attack_criteria or {})
         self._memo: dict[Any, Any] = {}
         if attribution is not None:
             if attribution.shape != x.shape:
@@ -136,9 +146,19 @@ def _optional_positive(name: str, value: Any) -> None:
         _number(0.0, strict=True)(name, value)
 
 
+def _randomisation_similarity(name: str, value: Any) -> None:
+    _choice(*RANDOMISATION_SIMILARITIES)(name, value)
+    if value == "hog":
+        require_hog()
+
+
 _CHECKS: dict[str, Callable[[str, Any], None]] = {
     "eps": _number(0.0, 1.0),
     "k": _integer(1, optional=True),
+    "k_attack": _integer(1, optional=True),
+    "k_score": _integer(1, optional=True),
+    "criterion": _choice(None, *SIMILARITIES),
+    "stop_at_label_flip": _boolean,
     "seed": _integer(0),
     "steps": _integer(1),
     "step_size": _optional_positive,
@@ -151,7 +171,7 @@ _CHECKS: dict[str, Callable[[str, Any], None]] = {
     "blur_sigma": _number(0.0, strict=True),
     "n": _integer(1, optional=True),
     "n_subsets": _integer(2),
-    "similarity": _choice("spearman", "ssim"),
+    "similarity": _randomisation_similarity,
     "tolerance": _integer(0),
 }
 
@@ -170,6 +190,8 @@ class MetricSpec:
         defaults: every accepted option with its default.
         wrapper: the torchmetrics class that accumulates its scores.
         requires: "masks" and/or "spurious_masks" when the metric needs them.
+        resolve: (name, full options) -> options with shorthands resolved and cross-option
+            rules checked (a ValueError names the options).
     """
 
     name: str
@@ -177,6 +199,7 @@ class MetricSpec:
     defaults: Mapping[str, Any]
     wrapper: type[wrappers.MeanScore] | type[wrappers.PerLayerScores]
     requires: tuple[str, ...] = field(default=())
+    resolve: Callable[[str, dict[str, Any]], dict[str, Any]] | None = None
 
     @property
     def higher_is_better(self) -> bool | None:
@@ -186,7 +209,17 @@ class MetricSpec:
 _ROBUSTNESS_DEFAULTS: dict[str, dict[str, Any]] = {
     "noise": {"eps": 0.1, "k": None, "seed": 0},
     "pgd": {"eps": 0.1, "k": None, "steps": 10, "step_size": None},
-    "topk_attack": {"eps": 0.1, "k": None, "steps": 100, "step_size": 0.01, "softplus_beta": 10.0},
+    "topk_attack": {
+        "eps": 0.1,
+        "k": None,
+        "k_attack": None,
+        "k_score": None,
+        "steps": 100,
+        "step_size": 0.01,
+        "softplus_beta": 10.0,
+        "criterion": None,
+        "stop_at_label_flip": False,
+    },
 }
 _SIMILARITY_WRAPPERS: dict[str, type[wrappers.MeanScore]] = {
     "topk_intersection": wrappers.TopKIntersection,
@@ -196,11 +229,58 @@ _SIMILARITY_WRAPPERS: dict[str, type[wrappers.MeanScore]] = {
 }
 
 
+def _topk_attack_key(options: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What determines the top-k attack's trajectory and scores: every option but the criterion
+    (``k`` resolved into ``k_attack`` and ``k_score``)."""
+    return ("topk_attack", tuple(sorted((k, v) for k, v in options.items() if k not in ("criterion", "k"))))
+
+
+def _topk_attack_criterion(similarity: str, options: Mapping[str, Any]) -> str:
+    return options["criterion"] or similarity
+
+
+def _resolve_topk_k(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``k`` as shorthand for ``k_attack`` and ``k_score`` (an error when mixed with them)."""
+    if options["k"] is None:
+        return options
+    if options["k_attack"] is not None or options["k_score"] is not None:
+        raise ValueError(
+            f"options of metric {name!r}: k sets both k_attack and k_score; give either k, or k_attack and/or k_score"
+        )
+    return {**options, "k_attack": options["k"], "k_score": options["k"]}
+
+
+def _topk_attack_metric(similarity: str) -> Callable[[MetricInputs, dict[str, Any]], Tensor]:
+    def compute(inputs: MetricInputs, options: dict[str, Any]) -> Tensor:
+        key = _topk_attack_key(options)
+        criterion = _topk_attack_criterion(similarity, options)
+        criteria = inputs.attack_criteria.get(key, (criterion,))
+        attack_options = dict(key[1])
+        result = inputs.memo(
+            key,
+            lambda: topk_attack(inputs.model, inputs.x, inputs.target, inputs.method, criteria, **attack_options),
+        )
+        selection = result.selections[criterion]
+        if criterion == similarity:  # the criterion's value at its own iterate is the score
+            return selection.score
+        maps = inputs.memo(
+            ("topk_attack_maps", key, criterion),
+            lambda: pixel_map(inputs.method(inputs.model, selection.x_adv, inputs.target)),
+        )
+        clean = inputs.memo("clean_maps", lambda: pixel_map(inputs.attribution))
+        scores = map_similarity(clean, maps, similarity, options["k_score"])  # type: ignore[arg-type]
+        return scores.masked_fill(~result.attacked, float("nan"))
+
+    return compute
+
+
 def _robustness(similarity: str, perturbation: str) -> Callable[[MetricInputs, dict[str, Any]], Tensor]:
+    if perturbation == "topk_attack":
+        return _topk_attack_metric(similarity)
+
     def compute(inputs: MetricInputs, options: dict[str, Any]) -> Tensor:
         perturb_options = dict(options)
-        if perturbation != "topk_attack":  # k only changes which pixels are compared, not x'
-            perturb_options.pop("k")
+        perturb_options.pop("k")  # k only changes which pixels are compared, not x'
         key = ("perturbed_maps", perturbation, tuple(sorted(perturb_options.items())))
 
         def perturbed_maps() -> Tensor:
@@ -257,13 +337,14 @@ def _sensitivity_n(inputs: MetricInputs, options: dict[str, Any]) -> Tensor:
 
 
 def _randomisation(inputs: MetricInputs, options: dict[str, Any]) -> Tensor:
+    hog = options["similarity"] == "hog"
     result = inputs.memo(
-        ("randomisation", options["seed"]),
+        ("randomisation", options["seed"], hog),
         lambda: cascading_randomisation(
-            inputs.model, inputs.x, inputs.target, inputs.method, inputs.attribution, seed=options["seed"]
+            inputs.model, inputs.x, inputs.target, inputs.method, inputs.attribution, seed=options["seed"], hog=hog
         ),
     )
-    return result.spearman if options["similarity"] == "spearman" else result.ssim
+    return getattr(result, options["similarity"])
 
 
 def _signed_maps(inputs: MetricInputs) -> Tensor:
@@ -297,6 +378,7 @@ def _specs() -> dict[str, MetricSpec]:
                     _robustness(similarity, perturbation),
                     _ROBUSTNESS_DEFAULTS[perturbation],
                     _SIMILARITY_WRAPPERS[similarity],
+                    resolve=_resolve_topk_k if perturbation == "topk_attack" else None,
                 )
             )
     relative = {"radius": 0.02, "n_samples": 10, "seed": 0}
@@ -357,7 +439,7 @@ def check_metric(name: str, **options: Any) -> dict[str, Any]:
     full = {**spec.defaults, **options}
     for option, value in options.items():
         _CHECKS[option](option, value)
-    return full
+    return spec.resolve(name, full) if spec.resolve is not None else full
 
 
 def build_metric(name: str, **kwargs: Any) -> wrappers.MeanScore | wrappers.PerLayerScores:
@@ -366,6 +448,20 @@ def build_metric(name: str, **kwargs: Any) -> wrappers.MeanScore | wrappers.PerL
     ``kwargs`` go to ``torchmetrics.Metric`` (``sync_on_compute``, ``dist_sync_fn``, ...).
     """
     return metric_spec(name).wrapper(**kwargs)
+
+
+def _attack_plan(names: Sequence[str], resolved: Mapping[str, Mapping[str, Any]]) -> dict[Any, tuple[str, ...]]:
+    """Top-k attack runs of one call: options key -> the criteria of every metric that shares it."""
+    plan: dict[Any, tuple[str, ...]] = {}
+    for name in names:
+        similarity, _, perturbation = name.partition("@")
+        if perturbation != "topk_attack":
+            continue
+        key = _topk_attack_key(resolved[name])
+        criterion = _topk_attack_criterion(similarity, resolved[name])
+        if criterion not in plan.get(key, ()):
+            plan[key] = (*plan.get(key, ()), criterion)
+    return plan
 
 
 def compute_metrics(
@@ -387,7 +483,8 @@ def compute_metrics(
         names: metric names from :data:`METRIC_NAMES`.
         model: the classifier, taking images in [0, 1].
         x: (B, C, H, W) inputs in [0, 1].
-        y: (B,) classes to explain (labels), or None for the predicted classes.
+        y: (B,) classes to explain (labels), or None for the predicted classes. With labels,
+            the top-k attack skips the examples the model misclassifies (their scores are NaN).
         method: the attribution method.
         masks: (B, 1, H, W) or (B, H, W) ground-truth object masks (localisation metrics).
         spurious_masks: masks of a spurious artifact (``spurious_share``).
@@ -411,7 +508,9 @@ def compute_metrics(
     check_target(x, y)
     x = normal_tensor(x)
     target = predicted(model, x) if y is None else normal_tensor(y).long()
-    inputs = MetricInputs(model, x, target, method, masks, spurious_masks, example_ids, attribution)
+    inputs = MetricInputs(
+        model, x, target, method, masks, spurious_masks, example_ids, attribution, _attack_plan(names, resolved)
+    )
     return {name: METRICS[name].compute(inputs, resolved[name]).detach() for name in names}
 
 

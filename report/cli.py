@@ -13,9 +13,12 @@ randomisation --eps 0 0.05 0.1``; options of methods and metrics are mappings:
 ``--method_options '{integrated_gradients: {steps: 32}}'`` or
 ``--method_options.integrated_gradients.steps=32``.
 
-Every option is checked before any work: a missing or damaged file, an unknown method or metric,
-more examples than the test split, a dataset that does not fit the model stop the command with
-``error: --<option>: ...`` and exit status 2, and nothing is written.
+Every option is checked before any work: a missing or damaged file (for a bundle: a file whose
+size or SHA-256 differs from its ``bundle.json``; ``--no-verify`` skips that check), an unknown
+method or metric, more examples than the test split, a dataset that does not fit the model stop
+the command with ``error: --<option>: ...`` and exit status 2, and nothing is written. The report
+folder is written all at once (:func:`export.staging.staged_folder`): a failed write (a full disk)
+ends with ``error: ...`` and exit status 1, and an earlier report in ``out_dir`` is left whole.
 """
 
 from __future__ import annotations
@@ -108,6 +111,11 @@ def build_parser(recorded_data: dict[str, Any] | None = None) -> ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of the examples, attacks and every random draw")
     parser.add_argument("--device", type=str, default="auto", help="auto (CUDA when available), cpu, cuda, cuda:<index>")
     parser.add_argument("--progress", action=ActionYesNo, default=True, help="show progress bars")
+    parser.add_argument(
+        "--verify", action=ActionYesNo(no_prefix="no-"), default=True,
+        help="check a bundle's files against the sizes and SHA-256 digests in its bundle.json before loading it; "
+        "--no-verify for a bundle changed on purpose",
+    )  # fmt: skip
     return parser
 
 
@@ -162,10 +170,12 @@ def _source(argv: list[str]) -> Source | None:
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--ckpt_path")
     pre.add_argument("--bundle")
+    pre.add_argument("--verify", dest="verify", action="store_true", default=True)
+    pre.add_argument("--no-verify", dest="verify", action="store_false")
     known, _ = pre.parse_known_args(argv)
     if known.ckpt_path is None and known.bundle is None:
         return None
-    return load_checked_source(known.ckpt_path, known.bundle)
+    return load_checked_source(known.ckpt_path, known.bundle, known.verify)
 
 
 def _settings(config: Namespace, data: dict[str, Any] | None) -> ReportSettings:
@@ -200,7 +210,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     except ReportError as error:
         _fail(error.option, str(error))
     result = compute_report(plan)
-    record = write_report(result, settings.out_dir)
+    try:
+        record = write_report(result, settings.out_dir)
+    except OSError as error:  # export.staging.AtomicWriteError: out_dir is unchanged
+        sys.stderr.write(f"error: {error}\n")
+        raise SystemExit(1) from error
     curve = record["accuracy"]
     lines = [
         f"robustlens: report of {record['source']['kind']} {record['source']['path']}",

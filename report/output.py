@@ -9,8 +9,9 @@ When PGD on the cross-entropy leaves more than 5 points more examples standing t
 (or, without AutoAttack, than the strongest other attack) at some ε, the report says so in bold:
 a saturated softmax or masked gradients make the cross-entropy figure an overstatement.
 
-The files are written into a hidden sibling folder and moved into place at the end, so a
-report that fails half-way leaves nothing behind.
+The files are written into a hidden sibling folder, synced to the disk and swapped into place at
+the end (:func:`export.staging.staged_folder`), so a report that fails or is killed half-way
+leaves nothing behind and an earlier report in the folder whole.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import torch
 from attacks import PGD, AutoAttack
 from attacks.autoattack import sub_attacks
 from export.staging import staged_folder
+from lightning_modules.backbones import backbone_label
 from metrics import metric_spec
 from report.compute import ReportResult
 from report.figures import accuracy_plot, attribution_figure
@@ -210,7 +212,7 @@ def report_markdown(record: dict[str, Any]) -> str:
     model, source = record["model"], record["source"]
     metrics = list(settings["metrics"])
     lines = [
-        f"# Analysis report: {data['name']} classifier ({model['backbone']})",
+        f"# Analysis report: {data['name']} classifier ({backbone_label(model['backbone'])})",
         "",
         f"- Model: {source['kind']} `{source['path']}` (epoch {source['epoch']}, step {source['global_step']}).",
         f"- Data: `{data['class_path']}` ({data['config_from']}), test split of {data['split_size']} examples; "
@@ -294,10 +296,10 @@ def write_report(result: ReportResult, out_dir: str | Path) -> dict[str, Any]:
     out_dir = Path(out_dir)
     plan = result.plan
     record = report_record(result)
-    with staged_folder(out_dir) as staging:
+    with staged_folder(out_dir, what="report") as staging:
         (staging / FILES["json"]).write_text(json.dumps(record, indent=2, allow_nan=False) + "\n")
         (staging / FILES["markdown"]).write_text(report_markdown(record))
-        title = f"{record['data']['name']}, {record['model']['backbone']}: {Path(record['source']['path']).name}"
+        title = f"{record['data']['name']}, {backbone_label(record['model']['backbone'])}: {Path(record['source']['path']).name}"
         explained = "predicted class" if plan.settings.target == "predicted" else "label"
         attribution_figure(
             result.figure, plan.datamodule.class_names, staging / FILES["figure"],

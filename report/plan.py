@@ -125,6 +125,8 @@ class ReportSettings:
         seed: seed of the example draw, the attacks' starts and every random draw.
         device: "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
         progress: show progress bars.
+        verify: check a bundle's files against the sizes and SHA-256 digests in its
+            ``bundle.json`` before loading it (off only for a bundle changed on purpose).
     """
 
     ckpt_path: str | None = None
@@ -149,6 +151,7 @@ class ReportSettings:
     seed: int = 0
     device: str = "auto"
     progress: bool = True
+    verify: bool = True
 
 
 @dataclass
@@ -236,7 +239,7 @@ def _device(name: str) -> torch.device:
     return device
 
 
-def load_checked_source(ckpt_path: str | None, bundle: str | None) -> Source:
+def load_checked_source(ckpt_path: str | None, bundle: str | None, verify: bool = True) -> Source:
     """:func:`report.sources.load_source`, its errors as :class:`ReportError` naming the option."""
     option = "ckpt_path" if ckpt_path is not None else "bundle"
     if (ckpt_path is None) == (bundle is None):
@@ -246,7 +249,7 @@ def load_checked_source(ckpt_path: str | None, bundle: str | None) -> Source:
             f"got ckpt_path={ckpt_path!r}, bundle={bundle!r}",
         )
     try:
-        return load_source(ckpt_path, bundle)
+        return load_source(ckpt_path, bundle, verify=verify)
     except (FileNotFoundError, CheckpointError, ValueError) as error:
         raise ReportError(option, f"{option} cannot be used: {error}") from error
 
@@ -445,7 +448,7 @@ def plan_report(settings: ReportSettings, source: Source | None = None) -> Repor
     if settings.attacks is not None:
         _check_names("attacks", settings.attacks, ATTACK_CHOICES)
     if source is None:
-        source = load_checked_source(settings.ckpt_path, settings.bundle)
+        source = load_checked_source(settings.ckpt_path, settings.bundle, settings.verify)
     eps, norm = _eps_grid(settings, source)
     attacks = _attacks(settings, norm, int(source.loaded.architecture["num_classes"]))
     datamodule, data_config = _datamodule(settings, source)

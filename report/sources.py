@@ -55,12 +55,15 @@ def _node(value: Any) -> dict[str, Any] | None:
     return None
 
 
-def load_source(ckpt_path: str | Path | None, bundle: str | Path | None) -> Source:
+def load_source(ckpt_path: str | Path | None, bundle: str | Path | None, verify: bool = True) -> Source:
     """Load the classifier of exactly one of ``ckpt_path`` and ``bundle``.
+
+    A bundle's files are checked against its ``bundle.json`` first unless ``verify`` is off.
 
     Raises:
         FileNotFoundError: when the file or folder does not exist.
-        export.CheckpointError: when it is truncated, corrupted, holds code or is not robustlens's.
+        export.CheckpointError: when it is truncated, corrupted, holds code or is not robustlens's,
+            or (export.integrity.BundleIntegrityError) a bundle file differs from its bundle.json.
         ValueError: when both or neither are given.
     """
     if (ckpt_path is None) == (bundle is None):
@@ -76,7 +79,7 @@ def load_source(ckpt_path: str | Path | None, bundle: str | Path | None) -> Sour
         eval_attack = _node((recipe.get("model") or {}).get("eval_attack"))
         return Source("checkpoint", path, loaded, data, eval_attack)
     path = Path(bundle)  # type: ignore[arg-type]
-    loaded = load_bundle(path)
+    loaded = load_bundle(path, verify=verify)
     config_file = path / FILES["config"]
     recipe = _recipe(config_file.read_text() if config_file.is_file() else None, config_file)
     metadata = loaded.metadata.get("bundle") or {}

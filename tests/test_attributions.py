@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from attacks.example_noise import content_ids, example_noise
 from attributions import (
     ATTRIBUTION_NAMES,
     EdgeDetector,
@@ -17,6 +19,7 @@ from attributions import (
     Saliency,
     SmoothGrad,
     build_attribution,
+    default_gradcam_layer,
     pixel_map,
     relu_to_softplus,
 )
@@ -25,8 +28,10 @@ from lightning_modules import build_model
 FAST_OPTIONS = {
     "integrated_gradients": {"steps": 8},
     "smoothgrad": {"n_samples": 3, "seed": 0},
+    "smoothgrad_abs": {"n_samples": 3, "seed": 0},
     "smoothgrad_sq": {"n_samples": 3, "seed": 0},
     "vargrad": {"n_samples": 3, "seed": 0},
+    "vargrad_abs": {"n_samples": 3, "seed": 0},
 }
 
 
@@ -105,55 +110,184 @@ def test_integrated_gradients_chunking_does_not_change_the_result() -> None:
 def test_smoothgrad_variants_without_noise_reduce_to_the_base() -> None:
     model = small_cnn()
     x = torch.rand(4, 1, 16, 16)
-    base = Saliency(abs=False)(model, x)
-    sg = SmoothGrad(Saliency(abs=False), n_samples=3, noise_level=0.0)
-    torch.testing.assert_close(sg(model, x), base)
-    torch.testing.assert_close(SmoothGrad("saliency", "smoothgrad_sq", 3, 0.0, base_kwargs={"abs": False})(model, x), base**2)
-    torch.testing.assert_close(SmoothGrad("saliency", "vargrad", 3, 0.0)(model, x), torch.zeros_like(x))
+    signed = Saliency(abs=False)(model, x)
+    for level in (0.0, 1e-6):  # σ → 0: the signed gradient (a ReLU net's gradient is locally constant)
+        options = {"n_samples": 3, "noise_level": level, "seed": 0}
+        torch.testing.assert_close(build_attribution("smoothgrad", **options)(model, x), signed)
+        torch.testing.assert_close(build_attribution("smoothgrad_abs", **options)(model, x), signed.abs())
+        torch.testing.assert_close(build_attribution("smoothgrad_sq", **options)(model, x), signed**2)
+        for name in ("vargrad", "vargrad_abs"):
+            torch.testing.assert_close(build_attribution(name, **options)(model, x), torch.zeros_like(x))
 
 
-def test_smoothgrad_equals_a_direct_average_over_the_same_noise() -> None:
-    model = small_cnn()
-    x = torch.rand(4, 1, 16, 16)
-    target = torch.tensor([0, 1, 2, 0])
-    n, level = 5, 0.2
-    base = Saliency(abs=False)
-    generator = torch.Generator().manual_seed(7)
+class HalfSquare(nn.Module):
+    """Logits (q, −q) with q = ½‖x‖²: the signed input gradient of class 0 is x itself."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q = 0.5 * x.flatten(1).pow(2).sum(1)
+        return torch.stack([q, -q], dim=1)
+
+
+def test_smoothgrad_and_vargrad_follow_the_papers_signed_formulas() -> None:
+    # ∇ at x + ε_j is x + ε_j: SmoothGrad = x + mean_j ε_j, VarGrad = var_j ε_j (signed), while
+    # the _abs variants average |x + ε_j|, which differs wherever x + ε_j changes sign.
+    x = torch.rand(3, 1, 4, 4) - 0.5
+    target = torch.zeros(3, dtype=torch.long)
+    n, level, seed = 6, 0.5, 3
     sigma = level * (x.flatten(1).max(1).values - x.flatten(1).min(1).values).view(-1, 1, 1, 1)
-    samples = torch.stack([base(model, x + sigma * torch.randn(x.shape, generator=generator), target) for _ in range(n)])
-    kwargs = {"n_samples": n, "noise_level": level, "seed": 7}
-    torch.testing.assert_close(SmoothGrad(base, "smoothgrad", **kwargs)(model, x, target), samples.mean(0))
-    torch.testing.assert_close(SmoothGrad(base, "smoothgrad_sq", **kwargs)(model, x, target), (samples**2).mean(0))
+    noise = torch.stack([sigma * example_noise((1, 4, 4), content_ids(x), seed, 0x56, j, "normal") for j in range(n)])
+    samples = x + noise  # (n, B, C, H, W) the gradients at the noisy copies
+    options = {"n_samples": n, "noise_level": level, "seed": seed}
+    model = HalfSquare()
+    torch.testing.assert_close(build_attribution("smoothgrad", **options)(model, x, target), samples.mean(0))
     torch.testing.assert_close(
-        SmoothGrad(base, "vargrad", **kwargs)(model, x, target), samples.var(0, unbiased=False), rtol=1e-4, atol=1e-7
+        build_attribution("vargrad", **options)(model, x, target), noise.var(0, unbiased=False), rtol=1e-4, atol=1e-6
     )
+    torch.testing.assert_close(build_attribution("smoothgrad_abs", **options)(model, x, target), samples.abs().mean(0))
+    torch.testing.assert_close(
+        build_attribution("vargrad_abs", **options)(model, x, target), samples.abs().var(0, unbiased=False), rtol=1e-4, atol=1e-6
+    )
+    torch.testing.assert_close(build_attribution("smoothgrad_sq", **options)(model, x, target), samples.pow(2).mean(0))
+    assert not torch.allclose(samples.abs().var(0), samples.var(0))  # the sign matters here
+
+
+@pytest.mark.parametrize("name", ["smoothgrad", "vargrad", "smoothgrad_abs"])
+def test_seeded_smoothgrad_does_not_depend_on_batch_order(name: str) -> None:
+    model = small_cnn(channels=3)
+    x = torch.rand(5, 3, 16, 16)
+    target = torch.tensor([0, 1, 2, 0, 1])
+    method = build_attribution(name, n_samples=4, seed=11)
+    whole = method(model, x, target)
+    order = torch.tensor([3, 0, 4, 2, 1])
+    torch.testing.assert_close(method(model, x[order], target[order]), whole[order])
+    torch.testing.assert_close(method(model, x[2:3], target[2:3]), whole[2:3])
+    assert not torch.allclose(build_attribution(name, n_samples=4, seed=12)(model, x, target), whole)
+
+
+def test_uniform_integrated_gradients_baseline_follows_the_image_not_its_position() -> None:
+    ig = IntegratedGradients(steps=4, baseline="uniform", seed=5)
+    x = torch.rand(4, 1, 8, 8)
+    baseline = ig.make_baseline(x)  # (4, 1, 8, 8)
+    assert baseline.min() >= 0 and baseline.max() < 1
+    assert not torch.allclose(baseline[0], baseline[1])  # images get their own baselines
+    order = torch.tensor([2, 3, 1, 0])
+    torch.testing.assert_close(ig.make_baseline(x[order]), baseline[order])
+    torch.testing.assert_close(ig.make_baseline(x[1:2]), baseline[1:2])
+    torch.testing.assert_close(ig.make_baseline(torch.cat([x[1:2], torch.rand(6, 1, 8, 8)]))[0], baseline[1])
+    assert not torch.allclose(IntegratedGradients(baseline="uniform", seed=6).make_baseline(x), baseline)
+    model = small_cnn(size=8)
+    target = torch.tensor([0, 1, 2, 0])
+    torch.testing.assert_close(ig(model, x[order], target[order]), ig(model, x, target)[order])
 
 
 def test_grad_cam_is_class_activation_mapping_on_a_gap_network() -> None:
     # conv -> global average pooling -> linear: α_k = W_tk / (h·w), so Grad-CAM is ReLU(Σ_k W_tk A_k)/(h·w).
     torch.manual_seed(0)
     conv, fc = nn.Conv2d(2, 5, 3, padding=1), nn.Linear(5, 3)
-    model = nn.Sequential(conv, nn.AdaptiveAvgPool2d(1), nn.Flatten(), fc)
     x = torch.rand(4, 2, 8, 8)
     target = torch.tensor([0, 1, 2, 1])
+    for model, maps in (
+        (nn.Sequential(conv, nn.AdaptiveAvgPool2d(1), nn.Flatten(), fc), conv),  # default: the conv "0"
+        (nn.Sequential(conv, nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), fc), lambda t: torch.relu(conv(t))),
+    ):
+        with torch.no_grad():
+            a = maps(x)  # (B, 5, 8, 8)
+            cam = torch.relu((fc.weight[target][:, :, None, None] * a).sum(1, keepdim=True)) / 64
+        out = GradCAM()(model, x, target)  # with a ReLU after the conv: its output, "1"
+        assert out.shape == x.shape
+        torch.testing.assert_close(pixel_map(out, "sum"), cam[:, 0])
+    torch.testing.assert_close(GradCAM(layer="1")(model, x, target), out)
+
+
+def test_grad_cam_on_preact_resnet18_defaults_to_the_final_relu_and_equals_cam() -> None:
+    torch.manual_seed(0)
+    model = build_model("preact_resnet18", 3, (3, 16, 16), (0.5,) * 3, (0.25,) * 3, backbone_kwargs={"width": 4}).eval()
+    net = model.net
+    for module in net.modules():  # non-trivial BatchNorm statistics
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    x = torch.rand(3, 3, 16, 16)
+    target = torch.tensor([2, 0, 1])
+    captured = []
+    handle = net.relu.register_forward_hook(lambda m, args, out: captured.append(out.detach()))
     with torch.no_grad():
-        a = conv(x)  # (B, 5, 8, 8)
-        cam = torch.relu((fc.weight[target][:, :, None, None] * a).sum(1, keepdim=True)) / 64
-    out = GradCAM()(model, x, target)  # default layer: the last Conv2d, "0"
-    assert out.shape == x.shape
-    torch.testing.assert_close(pixel_map(out, "sum"), cam[:, 0])
-    torch.testing.assert_close(GradCAM(layer="0")(model, x, target), out)
+        model(x)
+    handle.remove()
+    a = captured[0]  # (B, 32, 2, 2): the last block after the final BN-ReLU
+    cam = (net.linear.weight[target][:, :, None, None] * a).sum(1, keepdim=True)  # Zhou et al.'s CAM
+    expected = F.interpolate(torch.relu(cam) / (a.shape[2] * a.shape[3]), size=(16, 16), mode="bilinear")
+    torch.testing.assert_close(pixel_map(GradCAM()(model, x, target), "sum"), expected[:, 0])
+    # The pre-activation output of the last convolution leaves the residual stream out: not CAM.
+    inner = pixel_map(GradCAM(layer="net.layer4.1.conv2")(model, x, target), "sum")
+    assert not torch.allclose(inner, expected[:, 0], atol=1e-4)
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_grad_cam_default_layer_is_the_rectified_last_conv_maps_of_small_cnn(batch_norm: bool) -> None:
+    model = small_cnn(channels=3, size=16, batch_norm=batch_norm).eval()
+    net = model.net
+    x = torch.rand(4, 3, 16, 16)
+    target = torch.tensor([0, 1, 2, 0])
+    last_relu = int(net.gradcam_layer.split(".")[1])
+    assert isinstance(net.features[last_relu], nn.ReLU) and isinstance(net.features[last_relu + 1], nn.MaxPool2d)
+    # By hand: A = the ReLU's output, α = the spatial mean of ∂f_t/∂A, map = ReLU(Σ_k α_k A_k).
+    a = net.features[: last_relu + 1](model.normalize(x)).detach().requires_grad_(True)  # (B, 8, 8, 8)
+    logits = net.classifier(net.features[last_relu + 1 :](a))
+    (grad,) = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), [a])
+    cam = torch.relu((grad.mean(dim=(2, 3), keepdim=True) * a).sum(1, keepdim=True)).detach()
+    expected = F.interpolate(cam, size=(16, 16), mode="bilinear")[:, 0]
+    assert (a >= 0).all()
+    torch.testing.assert_close(pixel_map(GradCAM()(model, x, target), "sum"), expected)
+
+
+def test_every_builtin_backbone_names_a_rectified_grad_cam_layer() -> None:
+    models = [
+        (small_cnn(channels=1, size=16), 16),
+        (small_cnn(channels=1, size=16, batch_norm=True), 16),
+        (build_model("preact_resnet18", 3, (1, 16, 16), (0.5,), (0.25,), backbone_kwargs={"width": 4}), 16),
+        (build_model("torchvision/squeezenet1_1", 3, (1, 48, 48), (0.5,), (0.25,)), 48),  # torchvision: one here, all slow
+    ]
+    for model, size in models:
+        assert_rectified_grad_cam_layer(model.eval(), torch.rand(2, 1, size, size))
+
+
+def assert_rectified_grad_cam_layer(model: nn.Module, x: torch.Tensor) -> None:
+    name = default_gradcam_layer(model)
+    captured = []
+    handle = model.get_submodule(name).register_forward_hook(lambda m, args, out: captured.append(out))
+    with torch.no_grad():
+        model(x)
+    handle.remove()
+    assert len(captured) == 1 and captured[0].dim() == 4, name
+    assert captured[0].min() >= 0, name
+    assert GradCAM()(model, x).shape == x.shape
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name",
+    ["resnet18", "vgg11", "alexnet", "mobilenet_v2", "densenet121", "mnasnet0_5", "shufflenet_v2_x0_5",
+     "regnet_x_400mf", "googlenet"],
+)
+def test_torchvision_backbones_name_a_rectified_grad_cam_layer(name: str) -> None:
+    model = build_model(f"torchvision/{name}", 3, (3, 64, 64), (0.5,) * 3, (0.25,) * 3).eval()
+    assert_rectified_grad_cam_layer(model, torch.rand(2, 3, 64, 64))
 
 
 def test_grad_cam_upsamples_and_rejects_unknown_layers() -> None:
     model = small_cnn(channels=3, size=16)
     x = torch.rand(2, 3, 16, 16)
-    out = GradCAM(layer="net.features.6")(model, x)  # a conv at 8 × 8 resolution
+    out = GradCAM(layer="net.features.6")(model, x)  # any module by name: a conv at 8 × 8 resolution
     assert out.shape == x.shape
     with pytest.raises(ValueError, match="layer must be"):
         GradCAM(layer="net.nope")(model, x)
     with pytest.raises(ValueError, match="no nn.Conv2d"):
         GradCAM()(nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 2)), x)
+    declines = nn.Sequential(nn.Conv2d(3, 2, 3), nn.Flatten(), nn.LazyLinear(2))
+    declines.gradcam_layer = None  # a model that says it has no Grad-CAM layer (a transformer)
+    with pytest.raises(ValueError, match="layer must name a module"):
+        GradCAM()(declines, x)
 
 
 def test_guided_backprop_closed_form_on_one_hidden_layer() -> None:
@@ -194,9 +328,8 @@ def test_predicted_class_is_the_default_target_and_batches_are_independent(name:
     full = method(model, x)
     assert full.shape == x.shape and torch.isfinite(full).all()
     torch.testing.assert_close(method(model, x, predicted), full)
-    if name not in ("smoothgrad", "smoothgrad_sq", "vargrad"):  # the noise depends on the batch shape
-        single = torch.cat([method(model, x[i : i + 1], predicted[i : i + 1]) for i in range(4)])
-        torch.testing.assert_close(single, full, rtol=1e-4, atol=1e-6)
+    single = torch.cat([method(model, x[i : i + 1], predicted[i : i + 1]) for i in range(4)])
+    torch.testing.assert_close(single, full, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", ATTRIBUTION_NAMES)

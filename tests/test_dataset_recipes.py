@@ -181,3 +181,84 @@ def test_objective_recipes_share_everything_else_with_pgd_at(tmp_path: Path, dat
     for key, value in other.items():
         if key.startswith("model.objective") and key.endswith("attack.init_args.eps"):
             assert value == eps, key
+
+
+# The CIFAR-10 recipes of the leaderboard methods, as their authors' code trains them:
+# recipe -> (backbone, objective, its settings, attack (step, model mode), SGD (lr, weight decay),
+# milestones, epochs, crop padding).
+LEADERBOARD = {
+    "pgd_at_wrn34_10": ("wrn34_10", "losses.PGDAdversarialTraining", {}, (2 / 255, "train"), (0.1, 5e-4), [100, 150], 200, "reflect"),
+    "trades_wrn34_10": ("wrn34_10", "losses.TRADES", {"beta": 6.0}, (0.007, "eval"), (0.1, 2e-4), [74], 76, "constant"),
+    "mart": ("preact_resnet18", "losses.MART", {"beta": 5.0}, (0.007, "eval"), (0.01, 3.5e-3), [74, 89, 99], 120, "constant"),
+    "mart_wrn34_10": ("wrn34_10", "losses.MART", {"beta": 6.0}, (0.007, "eval"), (0.1, 7e-4), [74, 89], 90, "constant"),
+    "trades_awp": (
+        "preact_resnet18", "losses.AWP", {"gamma": 0.005, "start_step": 3447}, (2 / 255, "eval"), (0.1, 5e-4), [99, 149], 200, "constant"
+    ),
+    "trades_awp_wrn34_10": (
+        "wrn34_10", "losses.AWP", {"gamma": 0.005, "start_step": 3447}, (2 / 255, "eval"), (0.1, 5e-4), [99, 149], 200, "constant"
+    ),
+}
+
+SHRUNK = {"wrn34_10": "{depth: 10, widen_factor: 1}", "preact_resnet18": "{width: 8}"}  # WRN-10-1, PreAct width 8
+
+
+@pytest.mark.parametrize("recipe", list(LEADERBOARD))
+def test_leaderboard_recipe_follows_its_authors_and_runs_a_fast_dev_run_step(tmp_path: Path, recipe: str) -> None:
+    """The recipe's resolved settings are its authors'; then one training and one validation batch
+    of 4 fake CIFAR images run, with the network shrunk (WRN-10-1, PreAct ResNet-18 of width 8),
+    one attack step and AWP from the first step: the recipe as written runs."""
+    backbone, objective, settings, (step, mode), (lr, decay), milestones, epochs, padding = LEADERBOARD[recipe]
+    path = REPO / "configs" / "cifar10" / f"{recipe}.yaml"
+    written = yaml.safe_load(path.read_text())  # what the run below overrides
+    written_objective = written["model"]["objective"]["init_args"]
+    assert {k: written_objective[k] for k in settings} == settings
+    inner = written_objective["objective"]["init_args"] if objective == "losses.AWP" else written_objective
+    assert inner["attack"]["init_args"]["steps"] == 10 and written["data"]["init_args"]["batch_size"] == 128
+
+    data_dir = tmp_path / "data"
+    write_cifar(data_dir, 10, n_per_batch=2)
+    prefix = "--model.objective.init_args." + ("objective.init_args." if objective == "losses.AWP" else "")
+    cli = train.main(
+        [
+            "fit",
+            "--config",
+            str(path),
+            f"--data.init_args.data_dir={data_dir}",
+            "--data.init_args.val_size=6",
+            "--data.init_args.batch_size=4",
+            "--data.init_args.eval_batch_size=4",
+            "--data.init_args.num_workers=0",
+            f"--model.backbone_kwargs={SHRUNK[backbone]}",
+            f"{prefix}attack.init_args.steps=1",
+            "--model.eval_attack.init_args.steps=1",
+            "--trainer.fast_dev_run=1",
+            "--trainer.logger=pytorch_lightning.loggers.CSVLogger",
+            f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}",
+            "--trainer.enable_progress_bar=false",
+            "--trainer.enable_model_summary=false",
+            f"--trainer.default_root_dir={tmp_path / 'runs'}",
+        ]
+        + (["--model.objective.init_args.start_step=0"] if objective == "losses.AWP" else [])
+    )
+    assert cli.trainer.global_step == 1
+    assert {"train/loss", "val/acc_pgd"} <= set(cli.trainer.callback_metrics)
+    if objective == "losses.AWP":
+        assert "train/unperturbed_loss" in cli.trainer.callback_metrics
+
+    config = yaml.safe_load(cli.parser.dump(cli.config, skip_none=False))["fit"]
+    model = config["model"]
+    assert model["backbone"] == backbone and model["objective"]["class_path"] == objective
+    init = model["objective"]["init_args"]
+    if objective == "losses.AWP":  # TRADES-AWP: β = 6 inside
+        assert init["objective"]["class_path"] == "losses.TRADES" and init["objective"]["init_args"]["beta"] == 6.0
+        init = init["objective"]["init_args"]
+    attack = attack_args(init["attack"])
+    assert attack["eps"] == pytest.approx(8 / 255) and attack["norm"] == "linf" and attack["random_start"]
+    assert attack["step_size"] == pytest.approx(step) and attack["model_mode"] == mode
+    sgd = model["optimizer"]["init_args"]
+    assert model["optimizer"]["class_path"] == "torch.optim.SGD"
+    assert (sgd["lr"], sgd["momentum"], sgd["weight_decay"]) == (lr, 0.9, decay)
+    assert model["lr_scheduler"]["init_args"] == {"milestones": milestones, "gamma": 0.1, "last_epoch": -1}
+    assert config["trainer"]["max_epochs"] == epochs
+    assert config["data"]["init_args"]["padding_mode"] == padding
+    assert config["trainer"]["callbacks"][0]["init_args"]["monitor"] == "val/acc_pgd"

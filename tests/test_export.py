@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -357,14 +359,16 @@ def test_export_callback_and_command_log_offline_artifacts(tmp_path: Path, monke
     assert "best" in by_run[run_id]["aliases"]
 
 
-def test_export_callback_rejects_an_unmonitored_metric_before_training(tmp_path: Path) -> None:
+def test_export_callback_rejects_an_unmonitored_metric_before_training(tmp_path: Path, capsys) -> None:
     args = shrunk_quickstart(
-        tmp_path, "--trainer.callbacks+=callbacks.ExportBundle", "--trainer.callbacks.init_args.monitor=val/nope"
+        tmp_path, "--trainer.callbacks+=callbacks.ExportBundle", "--trainer.callbacks.init_args.monitor=val/acc"
     )
-    expected = r"monitor must be the metric of a ModelCheckpoint callback, got 'val/nope'.*val/acc_pgd"
-    with pytest.raises(ValueError, match=expected):
+    with pytest.raises(SystemExit) as exit_info:
         train.main(args)
-    assert not list(tmp_path.rglob("*.ckpt"))
+    assert exit_info.value.code == 2
+    expected = r"trainer\.callbacks\[5\]\.init_args\.monitor: monitor must be the metric of a ModelCheckpoint callback, got 'val/acc'.*val/acc_pgd"
+    assert re.search(expected, capsys.readouterr().err)
+    assert not list(tmp_path.rglob("*"))
 
 
 def test_checkpoint_saved_outside_the_cli_still_exports(trained, tmp_path: Path) -> None:
@@ -378,3 +382,96 @@ def test_checkpoint_saved_outside_the_cli_still_exports(trained, tmp_path: Path)
     config = yaml.safe_load((bundle.directory / FILES["config"]).read_text())
     assert config["model"]["backbone"] == "small_cnn" and config["data"]["init_args"]["train_size"] == 96
     assert bundle.metrics["logged"] == {} and bundle.metrics["checkpoint_monitors"][0]["name"] == "val/acc_pgd"
+
+
+def _replace_one_buffer(bundle: Path) -> None:
+    """Swap the weights for other valid ones: one BatchNorm/normalisation buffer changed."""
+    import safetensors.torch
+
+    path = bundle / FILES["weights"]
+    state = safetensors.torch.load_file(path)
+    name = "normalize.mean"
+    state[name] = state[name] + 0.5
+    safetensors.torch.save_file(state, path, metadata={"format": "pt"})
+
+
+def _flip_a_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+TAMPERING = {
+    "flipped byte in the weights": (lambda b: _flip_a_byte(b / FILES["weights"]), FILES["weights"], "SHA-256"),
+    "other valid weights": (_replace_one_buffer, FILES["weights"], ""),
+    "truncated state_dict": (lambda b: _truncate(b / FILES["state_dict"]), FILES["state_dict"], "bytes, bundle.json records"),
+    "missing program": (lambda b: (b / FILES["program"]).unlink(), FILES["program"], "is missing"),
+}
+
+
+@pytest.mark.parametrize("tampering", list(TAMPERING))
+def test_load_bundle_names_the_file_that_differs_from_bundle_json(bundle: Path, tmp_path: Path, tampering: str) -> None:
+    from export.integrity import BundleIntegrityError
+
+    change, name, words = TAMPERING[tampering]
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle, copy)
+    load_bundle(copy)  # intact: loads
+    change(copy)
+    with pytest.raises(BundleIntegrityError, match=rf"{re.escape(name)} .*{re.escape(words)}.*--no-verify") as error:
+        load_bundle(copy)
+    assert str(copy) in str(error.value)
+    if tampering == "other valid weights":  # changed on purpose: loads without the check, as changed
+        loaded = load_bundle(copy, verify=False)
+        original = load_bundle(bundle).model.state_dict()["normalize.mean"]
+        assert torch.allclose(loaded.model.state_dict()["normalize.mean"], original + 0.5)
+
+
+def _python_blocks(markdown: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", markdown, flags=re.S)
+
+
+def test_the_model_cards_snippet_checks_the_files_before_loading(bundle: Path, tmp_path: Path, monkeypatch) -> None:
+    snippet = _python_blocks((bundle / FILES["model_card"]).read_text())[0]
+    assert "hashlib.sha256" in snippet and 'meta["bytes"]' in snippet
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle, copy)
+    monkeypatch.chdir(copy)
+    scope: dict = {}
+    exec(compile(snippet, "README.md", "exec"), scope)  # the whole snippet runs: check, load, saliency
+    assert scope["saliency"].shape == scope["x"].shape
+    _replace_one_buffer(copy)
+    with pytest.raises(RuntimeError, match=rf"{FILES['weights']} differs from what bundle.json records"):
+        exec(compile(snippet, "README.md", "exec"), {})
+
+
+def test_a_full_disk_during_an_export_keeps_the_previous_bundle(
+    trained, bundle: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    import errno
+
+    import safetensors.torch
+
+    out = tmp_path / "bundle"
+    shutil.copytree(bundle, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    saved = safetensors.torch.save_file
+
+    def full_disk(tensors, filename, metadata=None):
+        saved(tensors, filename, metadata=metadata)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full_disk)
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["export", "--ckpt_path", str(trained["best"]), "--out_dir", str(out), "--overwrite", "--wandb", "off"])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert f"error: could not write export bundle {out}: No space left on device" in err and "is unchanged" in err
+    assert "Traceback" not in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["bundle"]  # no staging folder left behind

@@ -156,3 +156,36 @@ def test_lightning_module_ends_the_fit_when_the_objective_asks(tmp_path) -> None
     with pytest.warns(UserWarning, match="training stops after this step: enough"):
         trainer.fit(model, data)
     assert trainer.global_step == 3
+
+
+def test_unclipped_start_takes_the_gradient_at_x_plus_delta_as_wong_et_al_on_mnist() -> None:
+    """``clip_start=False``: the first gradient is taken at x + δ₀ itself (pixels below 0 on a
+    black background), the same draw the clipped start projects into [0, 1]; the returned
+    example is inside the ε-ball and the image box either way."""
+    x = torch.zeros(6, 1, 4, 4)
+    x[:, :, 1:3, 1:3] = 1.0
+    unclipped = FGSMRandomStart(eps=0.3, seed=3, clip_start=False)
+    clipped = FGSMRandomStart(eps=0.3, seed=3)
+    start, clipped_start = unclipped.initial_point(x), clipped.initial_point(x)
+    assert (start < 0).any() and (start > 1).any()
+    assert torch.equal(start.clamp(0.0, 1.0), clipped_start)
+    assert (start - x).abs().max() <= 0.3 + 1e-6
+
+    # A model whose loss gradient is -1 below x = -0.05 and +1 above (|x + 0.05| summed): the
+    # unclipped start steps those background pixels down (then projects them to 0), the clipped
+    # one, at 0, steps them up to ε.
+    class AbsSum(nn.Module):
+        def forward(self, inputs: Tensor) -> Tensor:
+            score = (inputs + 0.05).abs().flatten(1).sum(1, keepdim=True)
+            return torch.cat([-score, score], dim=1)
+
+    y = torch.zeros(6, dtype=torch.long)
+    out_unclipped, out_clipped = unclipped(AbsSum(), x, y), clipped(AbsSum(), x, y)
+    for out in (out_unclipped, out_clipped):
+        assert out.min() >= 0 and out.max() <= 1 and (out - x).abs().max() <= 0.3 + 1e-6
+    negative = (start < -0.05) & (x == 0)
+    assert negative.any()
+    assert torch.all(out_unclipped[negative] == 0.0)
+    assert torch.allclose(out_clipped[negative], torch.full_like(out_clipped[negative], 0.3))
+    with pytest.raises(ValueError, match="clip_start"):
+        FGSMRandomStart(eps=0.3, clip_start="no")  # type: ignore[arg-type]

@@ -64,11 +64,16 @@ def test_all_metrics_score_every_example() -> None:
     method = Saliency()
     scores = compute_metrics(METRIC_NAMES, model, data.images, data.labels, method, data.masks, data.spurious_masks, options=CHEAP_OPTIONS)
     layers = len(parameter_layers(model, data.images))
+    with torch.no_grad():
+        misclassified = model(data.images).argmax(1) != data.labels
+    assert misclassified.any() and not misclassified.all()  # the untrained model gets some right
     for name, value in scores.items():
         expected = (6, layers) if name == "randomisation" else (6,)
         assert value.shape == expected, name
         assert value.dtype == torch.float32 and not value.requires_grad
-        if name != "spurious_share":  # NaN there for the images without the patch
+        if name.endswith("@topk_attack"):  # misclassified examples are not attacked: NaN
+            assert torch.equal(torch.isnan(value), misclassified), name
+        elif name != "spurious_share":  # NaN there for the images without the patch
             assert torch.isfinite(value).all(), name
     has_patch = data.spurious_masks.flatten(1).any(1)
     assert torch.isnan(scores["spurious_share"][~has_patch]).all() and torch.isfinite(scores["spurious_share"][has_patch]).all()

@@ -9,7 +9,9 @@ import torch
 
 from attacks import PGD, FGSMRandomStart
 from losses import (
+    AWP,
     ERM,
+    MART,
     TRADES,
     AttributionStability,
     CurvaturePenalty,
@@ -35,6 +37,8 @@ ALL: dict[str, Callable[[], Objective]] = {
     "erm": lambda: ERM(),
     "pgd_at": lambda: PGDAdversarialTraining(ATTACK),
     "trades": lambda: TRADES(attack=ATTACK),
+    "mart": lambda: MART(attack=ATTACK),
+    "awp": lambda: AWP(TRADES(attack=ATTACK)),
     "fast_at": lambda: FastAdversarialTraining(FGSMRandomStart(eps=0.1), co_check_every=1),
     "saliency_guided": lambda: SaliencyGuidedTraining(),
     **SECOND_ORDER,

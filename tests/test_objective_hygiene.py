@@ -10,12 +10,15 @@ import torch
 from attacks import PGD, FGSMRandomStart
 from lightning_modules import build_model
 from losses import (
+    AWP,
     ERM,
+    MART,
     TRADES,
     AttributionStability,
     CurvaturePenalty,
     FastAdversarialTraining,
     IGNorm,
+    IGSumNorm,
     InputGradientPenalty,
     Objective,
     Part,
@@ -30,12 +33,15 @@ OBJECTIVES: dict[str, Callable[[], Objective]] = {
     "erm": lambda: ERM(),
     "pgd_at": lambda: PGDAdversarialTraining(ATTACK),
     "trades": lambda: TRADES(attack=ATTACK),
+    "mart": lambda: MART(attack=ATTACK),
+    "awp": lambda: AWP(TRADES(attack=ATTACK)),
     "fast_at": lambda: FastAdversarialTraining(FGSMRandomStart(eps=0.1), co_check_every=1),
     "saliency_guided": lambda: SaliencyGuidedTraining(),
     "input_gradient": lambda: InputGradientPenalty(),
     "attribution_stability": lambda: AttributionStability(perturbation="adversarial", attack=ATTACK),
     "curvature": lambda: CurvaturePenalty(),
     "ig_norm": lambda: IGNorm(riemann_steps=2, attack=ATTACK),
+    "ig_sum_norm": lambda: IGSumNorm(riemann_steps=2, attack=ATTACK),
     "weighted_sum": lambda: WeightedSum([Part(PGDAdversarialTraining(ATTACK)), Part(InputGradientPenalty())]),
 }
 

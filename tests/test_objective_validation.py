@@ -14,6 +14,7 @@ from losses import (
     AttributionStability,
     CurvaturePenalty,
     IGNorm,
+    IGSumNorm,
     InputGradientPenalty,
     SaliencyGuidedTraining,
 )
@@ -35,6 +36,9 @@ CASES: list[tuple[Callable[[], object], str]] = [
     (lambda: CurvaturePenalty(finite_difference_step=0.0), "finite_difference_step"),
     (lambda: IGNorm(penalty_weight=-1.0), "penalty_weight"),
     (lambda: IGNorm(riemann_steps=0), "riemann_steps"),
+    (lambda: IGNorm(attack_riemann_steps=0), "attack_riemann_steps"),
+    (lambda: IGSumNorm(beta=-0.1), "beta"),
+    (lambda: IGSumNorm(attack_riemann_steps=1.5), "attack_riemann_steps"),
     (lambda: IGNorm(attack=PGD(eps=2.0)), "eps"),
 ]
 

@@ -156,17 +156,17 @@ def test_checkpoint_and_its_bundle_give_the_same_numbers(model_files: dict[str, 
     assert from_checkpoint["source"]["kind"] == "checkpoint" and from_bundle["source"]["kind"] == "bundle"
     for key in ("metrics", "accuracy", "settings", "data", "model", "randomisation_layers"):
         assert from_checkpoint[key] == from_bundle[key], key
-    # The metrics' random draws follow the examples, not the batches: another batch size, the
-    # same scores for a deterministic method (SmoothGrad's and the random control's own noise,
-    # and PGD's random start, are drawn per batch).
+    # The metrics' random draws and SmoothGrad's noise follow the examples, not the batches:
+    # another batch size, the same scores (the random control's own noise is drawn per batch).
     rebatched = report(
         "--bundle", str(model_files["bundle"]), "--out_dir", str(tmp_path / "r"),
         *common[:2], "--batch_size", "12", *common[4:],
     )  # fmt: skip
-    for name in ("topk_intersection@noise", "max_sensitivity", "infidelity", "randomisation", "relevance_rank"):
-        assert rebatched["metrics"]["saliency"][name]["value"] == pytest.approx(
-            from_bundle["metrics"]["saliency"][name]["value"], rel=1e-5, abs=1e-6
-        ), name
+    for method in ("saliency", "smoothgrad"):
+        for name in ("topk_intersection@noise", "max_sensitivity", "infidelity", "randomisation", "relevance_rank"):
+            assert rebatched["metrics"][method][name]["value"] == pytest.approx(
+                from_bundle["metrics"][method][name]["value"], rel=1e-5, abs=1e-6
+            ), (method, name)
 
 
 def test_accuracy_is_clean_at_zero_and_falls_with_eps(model_files: dict[str, Path], tmp_path: Path) -> None:
@@ -327,3 +327,71 @@ def test_a_saturated_softmax_is_flagged_in_the_report(model_files: dict[str, Pat
     assert "**Warning: cross-entropy PGD overstates robustness here**" in (tmp_path / "s" / FILES["markdown"]).read_text()
     plain = report("--ckpt_path", str(model_files["checkpoint"]), "--out_dir", str(tmp_path / "p"), *quick)
     assert plain["accuracy"]["warnings"] == []  # the same model without the scaling: no warning
+
+
+QUICK = ["--methods", "saliency", "--metrics", "deletion_auc", "--num_examples", "6", "--figure_examples", "2",
+         "--eps", "0.1", "--attack_steps", "2"]  # fmt: skip
+
+
+def _tampered_bundle(bundle: Path, tmp_path: Path) -> Path:
+    """A copy of ``bundle`` whose weights are other valid weights: one buffer of the
+    normalisation layer changed (the model still loads, at another accuracy)."""
+    import shutil
+
+    import safetensors.torch
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle, copy)
+    path = copy / "model.safetensors"
+    state = safetensors.torch.load_file(path)
+    state["normalize.std"] = state["normalize.std"] * 4
+    safetensors.torch.save_file(state, path, metadata={"format": "pt"})
+    return copy
+
+
+def test_a_bundle_whose_files_differ_from_bundle_json_is_refused_before_any_work(
+    model_files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bundle = _tampered_bundle(model_files["bundle"], tmp_path)
+    before = {p.name: p.read_bytes() for p in bundle.iterdir()}
+    out_dir = tmp_path / "out" / "report"
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["report", "--no_progress", "--bundle", str(bundle), "--out_dir", str(out_dir), *QUICK])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --bundle:") and "model.safetensors" in err and "--no-verify" in err, err
+    assert "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+    assert {p.name: p.read_bytes() for p in bundle.iterdir()} == before
+
+
+def test_no_verify_reports_on_a_bundle_changed_on_purpose(model_files: dict[str, Path], tmp_path: Path) -> None:
+    bundle = _tampered_bundle(model_files["bundle"], tmp_path)
+    changed = report("--bundle", str(bundle), "--out_dir", str(tmp_path / "changed"), "--no-verify", *QUICK)
+    original = report("--bundle", str(model_files["bundle"]), "--out_dir", str(tmp_path / "original"), *QUICK)
+    assert changed["source"]["kind"] == "bundle"
+    assert changed["accuracy"]["clean"] != original["accuracy"]["clean"]  # the changed weights were used
+
+
+def test_a_full_disk_while_writing_a_report_keeps_the_previous_one(
+    default_report: Path, model_files: dict[str, Path], monkeypatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import errno
+    import os
+
+    import report.output
+
+    before = {p.name: p.read_bytes() for p in default_report.iterdir()}
+
+    def full_disk(*args, **kwargs) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(report.output, "accuracy_plot", full_disk)  # the last file of the report
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["report", "--no_progress", "--ckpt_path", str(model_files["checkpoint"]), "--out_dir", str(default_report),
+                    "--overwrite", *QUICK])  # fmt: skip
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert f"error: could not write report {default_report}: No space left on device" in err and "is unchanged" in err
+    assert {p.name: p.read_bytes() for p in default_report.iterdir()} == before
+    assert [p.name for p in default_report.parent.iterdir()] == [default_report.name]

@@ -28,7 +28,8 @@ class RecordMetrics(pl.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.train_loss[trainer.global_step] = float(outputs["loss"])
 
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+    def on_validation_end(self, trainer, pl_module) -> None:
+        # After the module's own epoch-end hook, which logs val/robust_gap.
         if not trainer.sanity_checking:
             self.val[trainer.current_epoch] = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
 
@@ -79,6 +80,7 @@ def test_resume_after_sigterm_ends_exactly_like_an_uninterrupted_fit(tmp_path: P
         assert loss == reference_metrics.train_loss[step], step
     assert resumed_metrics.val == {e: reference_metrics.val[e] for e in resumed_metrics.val}
     assert set(resumed_metrics.val) == {1, 2}
+    assert "val/robust_gap" in resumed_metrics.val[1]  # its count resumed mid-epoch, exactly
 
 
 def test_loader_skips_the_batches_served_before_the_interruption() -> None:

@@ -11,19 +11,35 @@ from metrics.functional.faithfulness import (
 from metrics.functional.infidelity import infidelity
 from metrics.functional.localisation import pointing_game, relevance_mass, relevance_rank, spurious_share
 from attacks.example_noise import example_noise
-from metrics.functional.randomisation import RandomisationResult, cascading_randomisation, parameter_layers
+from metrics.functional.randomisation import (
+    RANDOMISATION_SIMILARITIES,
+    RandomisationResult,
+    cascading_randomisation,
+    parameter_layers,
+)
 from metrics.functional.robustness import (
     PERTURBATIONS,
     SIMILARITIES,
     explanation_robustness,
     map_similarity,
     perturb,
+    topk_attack,
 )
 from metrics.functional.sensitivity import avg_sensitivity, local_lipschitz, max_sensitivity, sensitivity_samples
-from metrics.functional.similarity import average_ranks, cosine, kendall, pearson, spearman, ssim, topk_intersection
+from metrics.functional.similarity import (
+    average_ranks,
+    cosine,
+    hog_similarity,
+    kendall,
+    pearson,
+    spearman,
+    ssim,
+    topk_intersection,
+)
 
 __all__ = [
     "PERTURBATIONS",
+    "RANDOMISATION_SIMILARITIES",
     "REMOVALS",
     "SIMILARITIES",
     "RandomisationResult",
@@ -34,6 +50,7 @@ __all__ = [
     "curve_auc",
     "deletion_auc",
     "example_noise",
+    "hog_similarity",
     "explanation_robustness",
     "infidelity",
     "insertion_auc",
@@ -53,5 +70,6 @@ __all__ = [
     "spearman",
     "spurious_share",
     "ssim",
+    "topk_attack",
     "topk_intersection",
 ]

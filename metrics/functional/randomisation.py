@@ -3,8 +3,9 @@ Hardt & Kim, "Sanity Checks for Saliency Maps", NeurIPS 2018).
 
 On a copy of the model, the layers with parameters are re-initialised one after the other from
 the top (the logits) down, cumulatively; after each one the explanation of the same class is
-computed again and compared with the original by Spearman's rank correlation of the |Φ| maps
-and by SSIM of the maps rescaled to [0, 1], as in the paper. An explanation that depends on
+computed again and compared with the original by Spearman's rank correlation of the |Φ| maps,
+by SSIM of the maps rescaled to [0, 1] and, on request (scikit-image needed), by the rank
+correlation of their HOG features, the paper's three similarities. An explanation that depends on
 what the model learnt loses similarity as more layers are randomised; a model-independent one
 (the edge detector) stays at 1. The model passed in is never modified.
 
@@ -24,7 +25,9 @@ from torch import Tensor, nn
 from attacks.modes import module_mode
 from attributions import AttributionMethod, pixel_map
 from attributions.base import normal_tensor
-from metrics.functional.similarity import spearman, ssim
+from metrics.functional.similarity import hog_similarity, require_hog, spearman, ssim
+
+RANDOMISATION_SIMILARITIES: tuple[str, ...] = ("spearman", "ssim", "hog")
 
 
 class RandomisationResult(NamedTuple):
@@ -34,11 +37,13 @@ class RandomisationResult(NamedTuple):
         layers: names of the re-initialised layers, top (output) first.
         spearman: (B, L) Spearman's ρ of the |Φ| maps, original vs after stage l.
         ssim: (B, L) SSIM of the maps rescaled to [0, 1].
+        hog: (B, L) Spearman's ρ of their HOG features, or None when not requested.
     """
 
     layers: list[str]
     spearman: Tensor
     ssim: Tensor
+    hog: Tensor | None = None
 
 
 def parameter_layers(model: nn.Module, x: Tensor) -> list[str]:
@@ -70,6 +75,7 @@ def cascading_randomisation(
     method: AttributionMethod,
     attribution: Tensor | None = None,
     seed: int = 0,
+    hog: bool = False,
 ) -> RandomisationResult:
     """Similarity of the explanation after each stage of cascading re-initialisation.
 
@@ -80,7 +86,10 @@ def cascading_randomisation(
         method: the attribution method.
         attribution: Φ(x) on the trained model when already computed.
         seed: seed of the re-initialisation (layer l uses seed + l; the global RNG is restored).
+        hog: also compute the HOG similarity (needs scikit-image).
     """
+    if hog:
+        require_hog()  # before any work
     layers = parameter_layers(model, x)
     if not layers:
         raise ValueError("model must have layers with parameters and reset_parameters() to randomise")
@@ -89,7 +98,7 @@ def cascading_randomisation(
         randomised = copy.deepcopy(model)
     modules = dict(randomised.named_modules())
     cuda_devices = sorted({p.device.index or 0 for p in randomised.parameters() if p.device.type == "cuda"})
-    rho, structural = [], []
+    rho, structural, gradients = [], [], []
     for stage, name in enumerate(reversed(layers)):
         with torch.random.fork_rng(devices=cuda_devices):  # leave the caller's RNG streams alone
             torch.manual_seed(seed + stage)
@@ -98,4 +107,11 @@ def cascading_randomisation(
         maps = pixel_map(method(randomised, x, target))
         rho.append(spearman(original, maps))
         structural.append(ssim(original, maps))
-    return RandomisationResult(list(reversed(layers)), torch.stack(rho, dim=1), torch.stack(structural, dim=1))
+        if hog:
+            gradients.append(hog_similarity(original, maps))
+    return RandomisationResult(
+        list(reversed(layers)),
+        torch.stack(rho, dim=1),
+        torch.stack(structural, dim=1),
+        torch.stack(gradients, dim=1) if hog else None,
+    )

@@ -9,7 +9,10 @@ by top-k intersection, Spearman's ρ, Kendall's τ and cosine similarity, where 
   random start, so the perturbation is deterministic);
 - "topk_attack": Ghorbani et al.'s top-k attack on the explanation itself
   (:class:`attacks.TopKExplanationAttack`): signed steps that push attribution mass out of the
-  clean top-k pixels while keeping the predicted label.
+  clean top-k pixels; the iterate kept is the label-preserving one with the lowest value of the
+  reported similarity (or of a chosen ``criterion``), and examples the model misclassifies
+  (prediction ≠ the given ``target``) are not attacked and score NaN, as in Ghorbani et al.'s and
+  Chen et al.'s code.
 
 Higher is more robust for all four similarities.
 """
@@ -21,6 +24,7 @@ from typing import Literal
 from torch import Tensor, nn
 
 from attacks import PGD, TopKExplanationAttack, default_topk
+from attacks.explanation import ExplanationAttackResult
 from attributions import AttributionMethod, pixel_map
 from attacks.example_noise import example_ids, example_noise
 from metrics.functional.similarity import cosine, kendall, spearman, topk_intersection
@@ -46,8 +50,15 @@ def perturb(
     softplus_beta: float = 10.0,
     seed: int = 0,
     ids: Tensor | None = None,
+    k_attack: int | None = None,
+    k_score: int | None = None,
+    criterion: Similarity = "topk_intersection",
+    stop_at_label_flip: bool = False,
 ) -> Tensor:
     """The perturbed inputs x' (B, C, H, W) of one kind, in the L∞ ball of radius ``eps`` ∩ [0, 1].
+
+    A top-k attack returns examples it skips (misclassified: prediction ≠ ``target``) unchanged;
+    :func:`topk_attack` also says which they are.
 
     Args:
         model: the classifier.
@@ -59,10 +70,14 @@ def perturb(
         eps: L∞ radius.
         steps: attack steps (None: 10 for PGD, 100 for the top-k attack).
         step_size: attack step (None: 2.5 ε / steps for PGD, 0.01 for the top-k attack).
-        k: top-k set of the top-k attack (None: 100 per 28 × 28 pixels).
+        k: shorthand for ``k_attack`` and ``k_score`` of the top-k attack.
         softplus_beta: β of the softplus the top-k attack differentiates through.
         seed: seed of the uniform noise.
-        ids: (B,) example identities for the noise (see :mod:`metrics.functional.noise`).
+        ids: (B,) example identities for the noise (see :mod:`attacks.example_noise`).
+        k_attack: top set the top-k attack pushes mass out of (None: 100 per 28 × 28 pixels).
+        k_score: k of its top-k intersection criterion (None: 100 per 28 × 28 pixels).
+        criterion: the similarity that selects the top-k attack's iterate.
+        stop_at_label_flip: the top-k attack's older rule (stop at the first label flip).
     """
     if perturbation == "noise":
         ids = example_ids(x.shape[0], ids, x.device)
@@ -73,15 +88,46 @@ def perturb(
         alpha = 2.5 * eps / max(n, 1) if step_size is None else step_size
         return PGD(eps=eps, step_size=alpha, steps=n, random_start=False)(model, x, target)
     if perturbation == "topk_attack":
-        attack = TopKExplanationAttack(
-            eps=eps,
-            step_size=0.01 if step_size is None else step_size,
-            steps=100 if steps is None else steps,
-            k=k,
-            softplus_beta=softplus_beta,
-        )
-        return attack(model, x, method, target)
+        return topk_attack(
+            model, x, target, method, (criterion,), eps, steps, step_size, k, k_attack, k_score,
+            stop_at_label_flip, softplus_beta,
+        ).x_adv
     raise ValueError(f"perturbation must be one of {PERTURBATIONS}, got {perturbation!r}")
+
+
+def topk_attack(
+    model: nn.Module,
+    x: Tensor,
+    target: Tensor | None,
+    method: AttributionMethod,
+    criteria: tuple[str, ...] = ("topk_intersection",),
+    eps: float = 0.1,
+    steps: int | None = None,
+    step_size: float | None = None,
+    k: int | None = None,
+    k_attack: int | None = None,
+    k_score: int | None = None,
+    stop_at_label_flip: bool = False,
+    softplus_beta: float = 10.0,
+) -> ExplanationAttackResult:
+    """Run :class:`attacks.TopKExplanationAttack` once, tracking every criterion of ``criteria``.
+
+    Defaults: 100 steps of 0.01 (Ghorbani et al., Chen et al.); ``k`` is shorthand for both
+    ``k_attack`` and ``k_score``. ``target`` are the labels (misclassified examples skipped) or
+    None (the predicted class, nothing skipped).
+    """
+    attack = TopKExplanationAttack(
+        eps=eps,
+        step_size=0.01 if step_size is None else step_size,
+        steps=100 if steps is None else steps,
+        k_attack=k_attack,
+        k_score=k_score,
+        k=k,
+        criteria=criteria,
+        stop_at_label_flip=stop_at_label_flip,
+        softplus_beta=softplus_beta,
+    )
+    return attack.attack(model, x, method, target)
 
 
 def map_similarity(maps: Tensor, perturbed_maps: Tensor, similarity: Similarity, k: int | None = None) -> Tensor:
@@ -110,17 +156,26 @@ def explanation_robustness(
 ) -> dict[str, Tensor]:
     """Similarities between the maps of Φ(x) and Φ(x') for one kind of x': {name: (B,)}.
 
+    Under the top-k attack each similarity is scored at the iterate it selects itself (one
+    trajectory, tracked for all of them), and examples the attack skips score NaN.
+
     Args:
         model, x, target, method: as in :func:`perturb`.
         perturbation: "noise", "pgd" or "topk_attack".
         similarities: which of "topk_intersection", "spearman", "kendall", "cosine".
-        attribution: Φ(x) when already computed (shared between metrics).
+        attribution: Φ(x) when already computed (shared between metrics; not used by the top-k
+            attack, which explains x itself).
         **perturb_options: ``eps``, ``steps``, ``step_size``, ``k``, ``softplus_beta``, ``seed``,
-            ``ids`` of :func:`perturb` (``k`` is also the k of the top-k intersection).
+            ``ids`` of :func:`perturb` (``k`` is also the k of the top-k intersection), and for
+            the top-k attack ``k_attack``, ``k_score``, ``stop_at_label_flip``.
     """
     for name in similarities:
         if name not in SIMILARITIES:
             raise ValueError(f"similarities must be among {SIMILARITIES}, got {name!r}")
+    if perturbation == "topk_attack":
+        options = {key: value for key, value in perturb_options.items() if key not in ("seed", "ids")}
+        result = topk_attack(model, x, target, method, tuple(similarities), **options)  # type: ignore[arg-type]
+        return {name: result.selections[name].score for name in similarities}
     phi = method(model, x, target) if attribution is None else attribution
     x_adv = perturb(model, x, target, method, perturbation, **perturb_options)  # type: ignore[arg-type]
     phi_adv = method(model, x_adv, target)

@@ -10,13 +10,19 @@ remaining dimensions, and returns (B,) scores. Everything is vectorised over the
 - Kendall's τ_b: Σ_{i<j} sgn(a_i − a_j) sgn(b_i − b_j) / sqrt(n_a · n_b), with n_a, n_b the
   numbers of pairs not tied in a, in b (``scipy.stats.kendalltau``'s default variant);
 - cosine similarity ⟨a, b⟩ / (‖a‖‖b‖);
-- SSIM (Wang, Bovik, Sheikh & Simoncelli, IEEE TIP 2004) of maps rescaled to [0, 1].
+- SSIM (Wang, Bovik, Sheikh & Simoncelli, IEEE TIP 2004) of maps rescaled to [0, 1];
+- HOG similarity (Adebayo et al., NeurIPS 2018): Spearman's ρ between the histogram-of-oriented-
+  gradients features (Dalal & Triggs, CVPR 2005; scikit-image's ``hog``, an optional dependency)
+  of the two maps rescaled to [0, 1].
 
 Rank correlations are undefined (NaN, as in scipy) when a row is constant.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -168,3 +174,48 @@ def ssim(a: Tensor, b: Tensor, sigma: float = 1.5, window: int = 11) -> Tensor:
     c1, c2 = 0.01**2, 0.03**2
     index = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
     return index.flatten(1).mean(dim=1).float()
+
+
+def require_hog() -> Callable[..., np.ndarray]:
+    """scikit-image's ``hog``, or a ValueError saying how to install it (before any work starts)."""
+    try:
+        from skimage.feature import hog
+    except ImportError as error:
+        raise ValueError(
+            "similarity 'hog' needs scikit-image, an optional dependency: pip install scikit-image "
+            "(or the project's extra: pip install -e '.[hog]'); or choose 'spearman' or 'ssim'"
+        ) from error
+    return hog
+
+
+def hog_cell_size(height: int, width: int) -> int:
+    """Pixels per HOG cell for an H × W map: Adebayo et al.'s 16 px at 299 px, scaled to the map,
+    at least 4 px, and at most a third of the side (three cells make one block)."""
+    side = min(height, width)
+    if side < 3:
+        raise ValueError(f"maps must be at least 3 × 3 pixels for HOG features, got {height} × {width}")
+    return max(1, min(max(4, round(16 * side / 299)), side // 3))
+
+
+def hog_similarity(a: Tensor, b: Tensor, pixels_per_cell: int | None = None) -> Tensor:
+    """Spearman's ρ between the HOG features of maps (B, H, W), each rescaled to [0, 1]: (B,).
+
+    As Adebayo et al.'s code: scikit-image's ``hog`` (9 orientations, 3 × 3 cells per block,
+    L2-Hys block norm) of the [0, 1]-normalised maps, compared by rank correlation. Their cells
+    are 16 px on 299 px images; here :func:`hog_cell_size` scales that to the map's size unless
+    ``pixels_per_cell`` is given. Computed on the CPU with NumPy.
+    """
+    if a.shape != b.shape or a.dim() != 3:
+        raise ValueError(f"maps must both be (B, H, W), got {tuple(a.shape)} and {tuple(b.shape)}")
+    hog = require_hog()
+    cell = hog_cell_size(a.shape[1], a.shape[2]) if pixels_per_cell is None else int(pixels_per_cell)
+
+    def features(maps: Tensor) -> Tensor:
+        unit = _unit_range(maps.detach().double()).cpu().numpy()
+        rows = [
+            hog(m, orientations=9, pixels_per_cell=(cell, cell), cells_per_block=(3, 3), block_norm="L2-Hys")
+            for m in unit
+        ]
+        return torch.from_numpy(np.stack(rows))  # (B, F)
+
+    return spearman(features(a), features(b)).to(a.device)
