@@ -366,7 +366,7 @@ def test_export_callback_rejects_an_unmonitored_metric_before_training(tmp_path:
     with pytest.raises(SystemExit) as exit_info:
         train.main(args)
     assert exit_info.value.code == 2
-    expected = r"trainer\.callbacks\[5\]\.init_args\.monitor: monitor must be the metric of a ModelCheckpoint callback, got 'val/acc'.*val/acc_pgd"
+    expected = r"trainer\.callbacks\[6\]\.init_args\.monitor: monitor must be the metric of a ModelCheckpoint callback, got 'val/acc'.*val/acc_pgd"
     assert re.search(expected, capsys.readouterr().err)
     assert not list(tmp_path.rglob("*"))
 
