@@ -1,6 +1,6 @@
-"""Wall-time overhead of the monitoring callbacks on the quickstart fit.
+"""Wall-time overhead of the monitoring callbacks on a recipe's fit (the quickstart's by default).
 
-Runs the quickstart recipe (``configs/quickstart.yaml``) with its callbacks (ExplanationMonitor,
+Runs a recipe (``--recipe``, default ``configs/quickstart.yaml``) with its callbacks (ExplanationMonitor,
 RobustnessEvaluator, SanityCheck) and without them (the same recipe with those three removed),
 ``--runs`` times each, alternating which goes first in each round, every fit in a fresh process
 (W&B offline, into a temporary folder). It reports the fit's wall time (``trainer.fit`` only:
@@ -14,6 +14,10 @@ sanity check per method.
     PYTHONPATH=. python benchmarks/callback_overhead.py              # 3 + 3 fits of 8 epochs
     PYTHONPATH=. python benchmarks/callback_overhead.py --runs 1 --epochs 2   # a quick look
     PYTHONPATH=. python benchmarks/callback_overhead.py --threads 1          # on a busy machine
+    PYTHONPATH=. python benchmarks/callback_overhead.py --recipe configs/mnist/fgsm_rs_wong.yaml \
+        --max-steps 1000 --runs 1 --threads 1 -- --data.init_args.data_dir=/root/robustlens-data
+
+A composed recipe's callback list (``callbacks: callbacks.yaml``) is read from its file.
 """
 
 from __future__ import annotations
@@ -38,13 +42,16 @@ QUICKSTART = REPO / "configs" / "quickstart.yaml"
 MONITORS = ("callbacks.ExplanationMonitor", "callbacks.RobustnessEvaluator", "callbacks.SanityCheck")
 
 
-def _recipes(folder: Path) -> dict[str, Path]:
-    """The quickstart recipe as it is ("on") and without the monitoring callbacks ("off")."""
-    config = yaml.safe_load(QUICKSTART.read_text())
+def _recipes(recipe: Path, folder: Path) -> dict[str, Path]:
+    """The recipe as it is ("on") and without the monitoring callbacks ("off")."""
+    config = yaml.safe_load(recipe.read_text())
     callbacks = config["trainer"]["callbacks"]
+    if isinstance(callbacks, str):  # a composed recipe: the list lives in a file next to it
+        callbacks = yaml.safe_load((recipe.parent / callbacks).read_text())
+        config["trainer"]["callbacks"] = callbacks
     present = [c["class_path"] for c in callbacks if c["class_path"] in MONITORS]
     if set(present) != set(MONITORS):
-        raise SystemExit(f"the quickstart recipe should hold {MONITORS}, holds {present}")
+        raise SystemExit(f"{recipe} should hold {MONITORS}, holds {present}")
     off = {**config, "trainer": {**config["trainer"], "callbacks": [c for c in callbacks if c["class_path"] not in MONITORS]}}
     paths = {"on": folder / "on.yaml", "off": folder / "off.yaml"}
     paths["on"].write_text(yaml.safe_dump(config, sort_keys=False))
@@ -95,7 +102,7 @@ def _parts(cli: Any) -> dict[str, float]:
     return parts
 
 
-def child(recipe: str, epochs: int, out: str, parts: bool, threads: int | None) -> None:
+def child(recipe: str, length: list[str], out: str, parts: bool, threads: int | None, overrides: list[str]) -> None:
     """One fit in this process; writes its figures as JSON to ``out``."""
     import torch
     import wandb
@@ -109,10 +116,11 @@ def child(recipe: str, epochs: int, out: str, parts: bool, threads: int | None) 
     args = [  # no subcommand: built with run=False, the fit is timed here
         "--config",
         recipe,
-        f"--trainer.max_epochs={epochs}",
+        *length,
         "--trainer.enable_progress_bar=false",
         f"--trainer.default_root_dir={root}",
         f"--trainer.logger.init_args.save_dir={root}",
+        *overrides,
     ]
     cli = train.main(args, run=False)
     assert cli is not None
@@ -141,28 +149,39 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--recipe", type=Path, default=QUICKSTART, help="the recipe to time (default: the quickstart)")
+    parser.add_argument("--max-steps", type=int, default=None, help="train this many steps instead of --epochs epochs")
+    parser.add_argument("overrides", nargs="*", help="after --: options passed to train.py, e.g. the data folder")
     parser.add_argument(
         "--threads", type=int, default=None,
         help="torch intra-op threads (default: torch's, as make quickstart); 1 is steadier on a shared machine",
     )
     parser.add_argument("--child", nargs=3, metavar=("RECIPE", "OUT", "PARTS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.max_steps is None:
+        length, span = [f"--trainer.max_epochs={args.epochs}"], f"{args.epochs} epochs"
+    else:
+        length = [f"--trainer.max_steps={args.max_steps}", "--trainer.max_epochs=-1"]
+        span = f"{args.max_steps} steps"
     if args.child:
-        child(args.child[0], args.epochs, args.child[1], args.child[2] == "1", args.threads)
+        child(args.child[0], length, args.child[1], args.child[2] == "1", args.threads, args.overrides)
         return
 
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONPATH": str(REPO)}
     results: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
     with tempfile.TemporaryDirectory() as folder:
-        recipes = _recipes(Path(folder))
+        recipes = _recipes(args.recipe.resolve(), Path(folder))
         for round_ in range(args.runs):
             order = ("off", "on") if round_ % 2 == 0 else ("on", "off")
             for mode in order:
                 out = Path(folder) / f"{mode}{round_}.json"
                 last = round_ == args.runs - 1 and mode == "on"
                 command = [sys.executable, __file__, "--epochs", str(args.epochs), "--child", str(recipes[mode]), str(out), "1" if last else "0"]
+                if args.max_steps is not None:
+                    command += ["--max-steps", str(args.max_steps)]
                 if args.threads is not None:
                     command += ["--threads", str(args.threads)]
+                command += ["--", *args.overrides]
                 subprocess.run(command, check=True, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 results[mode].append(json.loads(out.read_text()))
                 print(f"round {round_ + 1} {mode:>3}: fit {results[mode][-1]['fit_seconds']:.1f} s", flush=True)
@@ -177,8 +196,13 @@ def main() -> None:
     names = sorted(results["on"][0]["callback_seconds"])
     print()
     threads = "" if args.threads is None else f" --threads {args.threads}"
-    print(f"# PYTHONPATH=. python benchmarks/callback_overhead.py --runs {args.runs} --epochs {args.epochs}{threads}")
-    print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, quickstart recipe, {args.epochs} epochs, W&B offline")
+    recipe = args.recipe.resolve().relative_to(REPO)
+    length_option = f"--epochs {args.epochs}" if args.max_steps is None else f"--max-steps {args.max_steps}"
+    extra = f" -- {' '.join(args.overrides)}" if args.overrides else ""
+    print(
+        f"# PYTHONPATH=. python benchmarks/callback_overhead.py --recipe {recipe} --runs {args.runs} {length_option}{threads}{extra}"
+    )
+    print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, {recipe}, {span}, W&B offline")
     print()
     print("| fit | " + " | ".join(f"run {i + 1}" for i in range(args.runs)) + " | median |")
     print("|---|" + "---|" * (args.runs + 1))

@@ -11,6 +11,7 @@ import yaml
 import train
 from callbacks import CHECKPOINT_KEY
 from tests.data_files import write_cifar, write_mnist
+from tests.recipes import small_probes
 
 REPO = Path(__file__).resolve().parents[1]
 WRITERS = {
@@ -137,6 +138,7 @@ def test_recipe_trains_a_step_on_tiny_files(tmp_path: Path, recipe: str, write, 
             f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}",
             "--trainer.enable_progress_bar=false",
             "--trainer.enable_model_summary=false",
+            small_probes(recipe),
             *shrink,
         ]
     )
@@ -237,6 +239,7 @@ def test_leaderboard_recipe_follows_its_authors_and_runs_a_fast_dev_run_step(tmp
             "--trainer.enable_progress_bar=false",
             "--trainer.enable_model_summary=false",
             f"--trainer.default_root_dir={tmp_path / 'runs'}",
+            small_probes(path),
         ]
         + (["--model.objective.init_args.start_step=0"] if objective == "losses.AWP" else [])
     )

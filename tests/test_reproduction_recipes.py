@@ -16,6 +16,7 @@ import yaml
 import train
 from datamodules import MNIST
 from tests.data_files import write_mnist
+from tests.recipes import callback_list, small_probes
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_IMAGES = 60_000
@@ -120,7 +121,7 @@ def test_each_run_writes_into_its_own_folder(recipe: str) -> None:
     logger = trainer["logger"]
     assert logger["class_path"] == "pytorch_lightning.loggers.CSVLogger"
     assert logger["init_args"] == {"save_dir": "benchmarks/reproduction/runs", "name": recipe, "version": "seed0"}
-    checkpoint = trainer["callbacks"][0]
+    checkpoint = callback_list(recipe)[0]
     assert checkpoint["class_path"] == "callbacks.ModelCheckpoint" and checkpoint["init_args"]["save_last"]
     assert load(recipe)["seed_everything"] == 0
 
@@ -205,7 +206,7 @@ def test_recipe_trains_a_step_on_tiny_files(recipe: str, data_dir: Path, tmp_pat
          "--data.init_args.val_size=20", "--data.init_args.batch_size=4", "--data.init_args.eval_batch_size=8",
          "--trainer.max_steps=1", "--trainer.max_epochs=1", "--trainer.limit_val_batches=1",
          "--trainer.num_sanity_val_steps=0", f"--trainer.logger.init_args.save_dir={tmp_path}",
-         "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", *shrink]
+         "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", small_probes(recipe), *shrink]
     )  # fmt: skip
     assert cli.trainer.global_step == 1
     run = tmp_path / recipe / "seed0"
