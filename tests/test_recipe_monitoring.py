@@ -112,3 +112,34 @@ def test_recipe_trains_a_step_with_its_monitoring(recipe: str, tmp_path: Path) -
     ran = {type(c).__name__: c.last for c in cli.trainer.callbacks if type(c).__name__ in {m.split(".")[1] for m in MONITORS}}
     assert set(ran) == {m.split(".")[1] for m in MONITORS} and all(v is not None for v in ran.values()), ran
     assert {f"expl/{m}/spearman@noise" for m in ("saliency", "integrated_gradients")} <= set(ran["ExplanationMonitor"].values)
+
+
+def _holds(got: Any, want: Any) -> bool:
+    """``got`` has every key of ``want`` with the same value (recursively), perhaps more keys."""
+    if isinstance(want, dict):
+        return isinstance(got, dict) and all(k in got and _holds(got[k], v) for k, v in want.items())
+    if isinstance(want, list):
+        return isinstance(got, list) and len(got) == len(want) and all(map(_holds, got, want))
+    return got == want
+
+
+def test_saved_config_holds_the_whole_list_and_appending_keeps_it(tmp_path: Path) -> None:
+    """What the run saves (config.yaml, the checkpoint's recipe) is the parser's dump: the list
+    read from callbacks.yaml, not its file name; ``+=`` on the command line appends to it."""
+    write_mnist(tmp_path, "MNIST", n_train=140, n_test=4)
+    cli = train.main(
+        ["--config", str(recipe_path("mnist/pgd_at")), f"--data.init_args.data_dir={tmp_path}",
+         "--data.init_args.val_size=130", "--trainer.logger=false",
+         "--trainer.callbacks+=pytorch_lightning.callbacks.LearningRateMonitor"],
+        run=False,
+    )  # fmt: skip
+    saved = yaml.safe_load(cli.parser.dump(cli.config))["trainer"]["callbacks"]
+    written = callback_list("mnist/pgd_at")
+    assert [c["class_path"] for c in saved] == [c["class_path"] for c in written] + [
+        "pytorch_lightning.callbacks.LearningRateMonitor"
+    ]
+    for got, want in zip(saved, written):  # every option of the file, as written (defaults filled in)
+        assert _holds(got, want), (got, want)
+    assert [type(c).__name__ for c in cli.trainer.callbacks if type(c).__name__ in ("ExplanationMonitor", "SanityCheck")] == [
+        "ExplanationMonitor", "SanityCheck"
+    ]
