@@ -33,7 +33,7 @@ def callback_list(recipe: str | Path) -> list[dict[str, Any]]:
 
 def small_probes(recipe: str | Path, probe_size: int = 4, every_step: bool = False) -> str:
     """``--trainer.callbacks=...``: the recipe's callbacks with the monitors' probe sets cut to
-    ``probe_size`` images (tiny validation splits), and with ``every_step`` the periodic ones due
+    ``probe_size`` images (tiny validation splits) and at most 2 panels, and with ``every_step`` the periodic ones due
     after every optimiser step. A list given on the command line is merged item by item into the
     recipe's, so a cadence is replaced by writing the other one as null."""
     out = []
@@ -41,6 +41,8 @@ def small_probes(recipe: str | Path, probe_size: int = 4, every_step: bool = Fal
         args = dict(node.get("init_args") or {})
         if node["class_path"] in MONITORS:
             args["probe_size"] = probe_size
+            if args.get("panels"):
+                args["panels"] = min(args["panels"], 2)
             if every_step and ("every_n_epochs" in args or "every_n_steps" in args):
                 args.update(every_n_epochs=None, every_n_steps=1)
         out.append({**node, "init_args": args} if args else node)
