@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from collections.abc import Callable
 
@@ -72,6 +73,7 @@ def test_unknown_regulariser_name_fails_before_training(capsys: pytest.CaptureFi
 
 def test_negative_penalty_weight_fails_with_its_config_path(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
     config = tmp_path / "negative.yaml"
+    shutil.copy("configs/synthetic/callbacks.yaml", tmp_path)  # the list the recipe names
     text = open("configs/synthetic/input_gradient.yaml").read().replace("penalty_weight: 0.1", "penalty_weight: -1.0")
     config.write_text(text)
     with pytest.raises(SystemExit):
@@ -82,6 +84,7 @@ def test_negative_penalty_weight_fails_with_its_config_path(capsys: pytest.Captu
 
 def test_unknown_option_value_fails_at_parse_time(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
     config = tmp_path / "bad.yaml"
+    shutil.copy("configs/synthetic/callbacks.yaml", tmp_path)  # the list the recipe names
     text = open("configs/synthetic/saliency_guided.yaml").read().replace("replacement: uniform", "replacement: zeros")
     config.write_text(text)
     with pytest.raises(SystemExit):
