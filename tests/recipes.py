@@ -47,3 +47,10 @@ def small_probes(recipe: str | Path, probe_size: int = 4, every_step: bool = Fal
                 args.update(every_n_epochs=None, every_n_steps=1)
         out.append({**node, "init_args": args} if args else node)
     return f"--trainer.callbacks={json.dumps(out)}"
+
+
+def without_monitors(recipe: str | Path) -> str:
+    """``--trainer.callbacks=...``: the recipe's callbacks without the monitoring ones, for tests
+    that train through a recipe for something else (a checkpoint to report on)."""
+    kept = [node for node in callback_list(recipe) if node["class_path"] not in MONITORS]
+    return f"--trainer.callbacks={json.dumps(kept)}"
