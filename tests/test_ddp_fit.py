@@ -19,6 +19,7 @@ from callbacks import ExplanationMonitor, RobustnessEvaluator
 from datamodules import SyntheticShapes
 from export import load_classifier
 from tests.ddp_probes import image_digests
+from tests.recipes import without_monitors
 from tests.wandb_offline import find_run_dirs, read_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,6 +63,7 @@ def test_ddp_fit_with_pgd_and_a_regulariser(tmp_path: Path) -> None:
             "--trainer.devices=2",
             f"--trainer.default_root_dir={out}",
             f"--trainer.logger.init_args.save_dir={out}",
+            without_monitors("synthetic/pgd_at_stability"),  # this test's own, below, fit its 65 images
             "--trainer.callbacks+=tests.ddp_probes.RecordTrainingImages",
             f"--trainer.callbacks.out_dir={probes}",
             "--trainer.callbacks+=" + json.dumps({"class_path": "callbacks.ExplanationMonitor", "init_args": MONITOR}),
