@@ -91,6 +91,7 @@ class Sizes:
     sanity_methods: tuple[str, ...]
     aa_fast_images: int
     aa_standard_images: int
+    aa_pick_correct: bool  # attack correctly classified test images only (the toy's untrained model gets few right)
     eval_batch: int
     compile_backend: str
 
@@ -118,6 +119,7 @@ FULL = Sizes(
     sanity_methods=("saliency", "integrated_gradients", "edge"),
     aa_fast_images=1000,
     aa_standard_images=100,
+    aa_pick_correct=False,
     eval_batch=256,
     compile_backend="inductor",
 )
@@ -145,6 +147,7 @@ TOY = Sizes(
     sanity_methods=("saliency", "edge"),  # integrated gradients' cascade alone takes a minute on a busy CPU
     aa_fast_images=4,
     aa_standard_images=2,
+    aa_pick_correct=True,
     eval_batch=8,
     compile_backend="eager",
 )
@@ -264,7 +267,7 @@ class Data:
         self.module_args = {
             "image_size": SHAPE[1], "channels": SHAPE[0], "num_classes": NUM_CLASSES,
             "train_size": sizes.train_images, "val_size": max(sizes.eval_batch * sizes.callback_val_batches, 2 * sizes.curve_probe),
-            "test_size": max(sizes.aa_fast_images, sizes.aa_standard_images), "seed": 0,
+            "test_size": max(sizes.aa_fast_images, sizes.aa_standard_images, 64), "seed": 0,
         }  # fmt: skip
         self.module = SyntheticShapes(**self.module_args, batch_size=sizes.batch, eval_batch_size=sizes.eval_batch)
         self.module.setup("fit")
@@ -374,7 +377,11 @@ def build_cli(config: dict[str, Any], root: Path, data: Data) -> Any:
 
     path = root / f"recipe-{time.monotonic_ns()}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
-    cli = train.main(["--config", str(path)], run=False)
+    argv, sys.argv = sys.argv, sys.argv[:1]  # the suite's own options are not the recipe's
+    try:
+        cli = train.main(["--config", str(path)], run=False)
+    finally:
+        sys.argv = argv
     data.share_with(cli.datamodule)
     return cli
 
@@ -524,14 +531,24 @@ def callback_rows(rows: list[Row], sizes: Sizes, data: Data, device: str, root: 
         rows.append(row)
 
 
-def autoattack_row(row: Row, model: Any, data: Data, device: str, version: str, images: int, batch: int) -> None:
+def autoattack_row(
+    row: Row, model: Any, data: Data, device: str, version: str, images: int, batch: int, pick_correct: bool
+) -> None:
     import torch
 
     from attacks import AutoAttack
 
     test = data.splits["test"].data
-    x, y = test.images[:images].to(device), test.labels[:images].to(device)
-    model.eval()
+    model.to(device).eval()
+    x, y = test.images.to(device), test.labels.to(device)
+    if pick_correct:  # so that the attacks run at all (AutoAttack skips misclassified inputs)
+        with torch.no_grad():
+            correct = (model(x).argmax(1) == y).nonzero().squeeze(1)
+        wrong = (~torch.isin(torch.arange(y.numel(), device=y.device), correct)).nonzero().squeeze(1)
+        chosen = torch.cat([correct, wrong])[:images]
+        x, y = x[chosen], y[chosen]
+        row.extra["picked"] = "correctly classified test images first"
+    x, y = x[:images], y[:images]
     attack = AutoAttack(eps=EPS, version=version)  # type: ignore[arg-type]
     stages: list[dict[str, Any]] = []
     robust = 0
@@ -548,7 +565,7 @@ def autoattack_row(row: Row, model: Any, data: Data, device: str, version: str, 
     with torch.no_grad():
         clean = float((model(x).argmax(1) == y).float().mean())
     row.seconds_per_1000 = 1000 * seconds / images
-    row.extra = {
+    row.extra |= {
         "images": images, "seconds": seconds, "clean_accuracy": clean, "robust_accuracy": robust / images,
         "stages": stages, "scaled_to_1000": images != 1000,
     }  # fmt: skip
@@ -562,6 +579,7 @@ def guarded(rows: list[Row], row: Row, work: Callable[[], Any], required: bool =
     the JSON) and the suite goes on."""
     print(f"  {row.section}: {row.name} ({row.model}) ...", flush=True)
     rows.append(row)
+    started = time.perf_counter()
     try:
         return work()
     except Exception as error:  # noqa: BLE001 - recorded, reported, and (if required) the exit status says so
@@ -570,6 +588,8 @@ def guarded(rows: list[Row], row: Row, work: Callable[[], Any], required: bool =
         row.extra["required"] = required
         print(f"    {row.status}", flush=True)
         return None
+    finally:
+        row.extra["wall_seconds"] = time.perf_counter() - started  # the whole measurement, set-up included
 
 
 def run_suite(sizes: Sizes, device: str, compile_models: list[str]) -> list[Row]:
@@ -586,8 +606,8 @@ def run_suite(sizes: Sizes, device: str, compile_models: list[str]) -> list[Row]
             section = f"PGD-{sizes.pgd_steps} AT"
             fp32 = Row(section, "train.py fp32", model)
             net = guarded(rows, fp32, lambda: lightning_row(fp32, sizes, data, device, root, "pgd_at", "32-true", steps))
-            if trained is None:
-                trained = net
+            if trained is None and net is not None:
+                trained = net.to("cpu")  # kept for AutoAttack, off the GPU meanwhile
             bf16 = Row(section, "train.py bf16-mixed", model)
             guarded(rows, bf16, lambda: lightning_row(bf16, sizes, data, device, root, "pgd_at", "bf16-mixed", steps))
             plain = Row(section, "hand bf16", model)
@@ -630,7 +650,7 @@ def run_suite(sizes: Sizes, device: str, compile_models: list[str]) -> list[Row]
                 row.status = "not run: the train.py fp32 fit that trains its model failed"
                 rows.append(row)
                 continue
-            guarded(rows, row, lambda r=row, v=version, n=images: autoattack_row(r, trained, data, device, v, n, sizes.eval_batch))
+            guarded(rows, row, lambda r=row, v=version, n=images: autoattack_row(r, trained, data, device, v, n, sizes.eval_batch, sizes.aa_pick_correct))
     return rows
 
 
@@ -653,9 +673,11 @@ def _cells(row: Row, device: str) -> list[str]:
         e = row.extra
         time_ = f"{row.seconds_per_1000:.1f} s / 1 000 img"
         notes = f"{e['images']} images{', scaled to 1 000' if e['scaled_to_1000'] else ''}; clean {100 * e['clean_accuracy']:.1f} %, robust {100 * e['robust_accuracy']:.1f} %"
+        if "picked" in e:
+            notes += f" ({e['picked']})"
     if row.fit_seconds is not None:
         time_ = f"fit {row.fit_seconds['median']:.2f} s"
-        notes = f"{row.extra['epochs']} epochs of {row.extra['steps_per_epoch']} steps"
+        notes = f"{row.extra['epochs']} epoch(s) of {row.extra['steps_per_epoch']} steps"
         if row.relative is not None:
             notes += f"; callbacks' own {row.extra['per_epoch_callback_seconds']:.2f} s/epoch → {100 * row.extra['share_in_50k_image_epoch']:.1f} % of a 50 000-image epoch"
     if row.relative is not None:
@@ -673,7 +695,7 @@ def markdown(rows: list[Row], meta: dict[str, Any]) -> str:
         f"`{meta['command']}`",
         "",
         f"torch {meta['torch']}, CUDA {meta['cuda']}, {meta['sizes_name']} sizes: batch {meta['sizes']['batch']}, "
-        f"PGD-{meta['sizes']['pgd_steps']} (L∞ ε = 8/255, step 2/255), {meta['sizes']['warmup']} warm-up steps, "
+        f"PGD-{meta['sizes']['pgd_steps']} (L∞ ε = 8/255, step 2/255), {meta['sizes']['warmup']} warm-up step(s), "
         f"median of {meta['sizes']['windows']} timed windows (CUDA-synchronised). Synthetic CIFAR-10-shaped data "
         "(3×32×32, 10 classes). AutoAttack's time grows with robust accuracy (only standing examples are attacked): "
         "on these briefly trained models it is a floor. Total wall time "
@@ -697,6 +719,7 @@ def environment(device: str, toy: bool, argv: list[str], sizes: Sizes) -> dict[s
         "command": "PYTHONPATH=. python benchmarks/gpu_suite.py " + shlex.join(argv),
         "device": device, "device_name": name, "torch": torch.__version__, "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if device == "cuda" else None,
+        "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32, "float32_matmul_precision": torch.get_float32_matmul_precision(),
         "lightning": pytorch_lightning.__version__, "python": platform.python_version(),
         "sizes_name": "toy" if toy else "full", "sizes": asdict(sizes),
     }  # fmt: skip
@@ -730,7 +753,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     check_device(args.device)
+    import logging
+
     import torch
+
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning.fabric"):  # the fits' banners
+        logging.getLogger(name).setLevel(logging.WARNING)
 
     sizes = TOY if args.toy else FULL
     wanted = {"all"} if args.compile is None else set(args.compile)
@@ -740,8 +768,8 @@ def main(argv: list[str]) -> int:
     meta = environment(args.device, args.toy, argv, sizes)
     out = args.out or default_out(meta)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if args.device == "cpu":
-        torch.set_num_threads(max(1, torch.get_num_threads()))
+    if args.toy and args.device == "cpu":
+        torch.set_num_threads(1)  # tiny tensors: a second thread costs more than it gives, and waits on a busy core
     print(f"{meta['command']}\n{meta['device_name']}, torch {meta['torch']}, CUDA {meta['cuda']}", flush=True)
     start = time.perf_counter()
     rows = run_suite(sizes, args.device, compile_models)
