@@ -38,7 +38,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attacks import PGD, FGSMRandomStart, module_mode
+from attacks import PGD, FGSMRandomStart
+from common.modes import module_mode
 from losses.base import Objective, ObjectiveOutput, StepContext, upcast
 from losses.input_gradients import adversarial_forward
 from losses.pgd_at import EpsilonWarmup, adversarial_example, scaled_attack

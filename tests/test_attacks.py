@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attacks import PGD, make_threat_model, module_mode
+from attacks import PGD, make_threat_model
+from common.modes import module_mode
 from lightning_modules import build_model
 from tests.conftest import LinearImageClassifier
 
