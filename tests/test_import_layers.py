@@ -166,6 +166,25 @@ def test_the_ground_floor_imports_only_torch_and_the_standard_library() -> None:
     assert not outside, "common/ must import only torch and the standard library:\n" + "\n".join(outside)
 
 
+PLAIN_PYTORCH = ("common", "attacks", "attributions", "losses", "metrics", "evaluation")
+LIGHTNING = ("pytorch_lightning", "lightning", "lightning_fabric")
+
+
+def test_the_building_blocks_import_nothing_from_lightning() -> None:
+    """attacks, attributions, losses, metrics (and evaluation, common) work on any nn.Module."""
+    found: list[str] = []
+    for package in PLAIN_PYTORCH:
+        for path in (ROOT / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = []
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names = [node.module]
+                found += [f"{path.relative_to(ROOT)}:{node.lineno} imports {n}" for n in names if n.split(".")[0] in LIGHTNING]
+    assert not found, "plain PyTorch packages must not import Lightning:\n" + "\n".join(found)
+
+
 # Runs in one interpreter: the third-party libraries the repository imports are loaded once, then
 # each repository package is imported in a forked child, which starts with none of them loaded.
 _IMPORT_EACH = """
