@@ -4,8 +4,9 @@ jsonargparse reports a bad value deep inside nested ``class_path`` configs as an
 of "Parser key" blocks, and a constructor that refuses its arguments as a chained exception;
 :func:`summarise_parse_error` and :func:`failing_field` turn both into the dotted field that is
 wrong and the reason. :class:`RobustLensParser` is the parser of ``fit``/``validate``/``test``;
-``report`` reads its parser's errors with the same :func:`summarise_parse_error`, and every
-subcommand ends a failed command through :func:`exit_with_error`.
+``report`` reads its parser's errors with the same :func:`summarise_parse_error`; every
+subcommand writes the errors it finds itself through :func:`exit_with_error` (``export``'s option
+errors are argparse's own).
 """
 
 from __future__ import annotations
