@@ -138,6 +138,10 @@ class RobustLensCLI(LightningCLI):
 
     def before_fit(self) -> None:
         self._check_inputs("fit")
+        if self._checkpoint is not None:
+            step = int(self._checkpoint.get("global_step", 0))
+            for line in preflight.keep_csv_history(self.trainer.loggers, step):
+                print(f"robustlens: resuming the run of the checkpoint: {line}", flush=True)
 
     def before_validate(self) -> None:
         self._check_inputs("validate")
