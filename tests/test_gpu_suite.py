@@ -66,7 +66,7 @@ def _positive(value: float | None) -> bool:
     return value is not None and math.isfinite(value) and value > 0
 
 
-@pytest.mark.slow  # about a minute on an idle 2-core CPU: 17 measurements, 15 of them Lightning fits
+# In the default run so that the suite never rots: about 15 s on an idle 2-core CPU (17 measurements, 15 of them Lightning fits).
 def test_toy_run_writes_every_row_with_positive_timings(tmp_path: Path) -> None:
     out = tmp_path / "toy.md"
     assert gpu_suite.main(["--device", "cpu", "--toy", "--out", str(out)]) == 0
