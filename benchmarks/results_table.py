@@ -429,7 +429,7 @@ def render(records: list[dict[str, Any]]) -> str:
             f"(Adam, lr {s['lr']}); explanation metrics on {s['eval_size']} test images, "
             f"PGD-40 on {s['pgd_eval_size']}, clean accuracy on all 10 000. Seeds per row in column n. "
             "PGD-40 is on the cross-entropy: an upper bound on robust accuracy (not AutoAttack; see "
-            "the section on cross-entropy PGD against AutoAttack above).",
+            '"Cross-entropy PGD against AutoAttack on the quickstart model" above).',
             "",
             "| recipe | n | clean acc. % | CE-PGD-40 acc. % (upper bound) | train min | eval min |",
             "|---|---|---|---|---|---|",
