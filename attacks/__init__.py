@@ -2,8 +2,6 @@
 cross-entropy, margin or DLR losses, FGSM-RS, AutoAttack (the authors' implementation), and
 attacks on explanations."""
 
-from attacks.fgsm import FGSM_RS_STEP_FACTOR, FGSMRandomStart
-from attacks.modes import MODEL_MODES, ModelMode, module_mode
 from attacks.attack_losses import (
     ATTACK_LOSSES,
     AttackLoss,
@@ -12,13 +10,9 @@ from attacks.attack_losses import (
     margin_loss,
     per_example_cross_entropy,
 )
-from attacks.base import EvaluationAttack
-from attacks.pgd import PGD
 from attacks.autoattack import AUTOATTACK_VERSIONS, AutoAttack, AutoAttackVersion
-from attacks.threat_models import NORMS, L2Threat, LinfThreat, Norm, ThreatModel, make_threat_model
-
-# After the modules above: attacks.explanation imports attributions, which imports attacks.modes.
-from attacks.explanation import (  # noqa: E402
+from attacks.base import EvaluationAttack
+from attacks.explanation import (
     CRITERIA,
     ExplanationAttackResult,
     Selection,
@@ -26,7 +20,10 @@ from attacks.explanation import (  # noqa: E402
     default_topk,
     topk_mask,
 )
-from attacks.explanation_protocols import CHEN_PROTOCOLS, TopKAttackProtocol, chen_protocol  # noqa: E402
+from attacks.explanation_protocols import CHEN_PROTOCOLS, TopKAttackProtocol, chen_protocol
+from attacks.fgsm import FGSM_RS_STEP_FACTOR, FGSMRandomStart
+from attacks.pgd import PGD
+from attacks.threat_models import NORMS, L2Threat, LinfThreat, Norm, ThreatModel, make_threat_model
 
 __all__ = [
     "ATTACK_LOSSES",
@@ -38,7 +35,6 @@ __all__ = [
     "CRITERIA",
     "FGSM_RS_STEP_FACTOR",
     "FGSMRandomStart",
-    "MODEL_MODES",
     "NORMS",
     "PGD",
     "EvaluationAttack",
@@ -47,7 +43,6 @@ __all__ = [
     "L2Threat",
     "LinfThreat",
     "LossFn",
-    "ModelMode",
     "Norm",
     "ThreatModel",
     "TopKAttackProtocol",
@@ -57,7 +52,6 @@ __all__ = [
     "dlr_loss",
     "make_threat_model",
     "margin_loss",
-    "module_mode",
     "per_example_cross_entropy",
     "topk_mask",
 ]

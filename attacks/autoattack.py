@@ -39,7 +39,7 @@ Where this departs from ``run_standard_evaluation``:
   never on the batch, so that the same image gets the same result in any batch, position or
   process (DDP). APGD's random starts (the authors' distribution: x + ε·t/‖t‖ with t uniform in
   [−1, 1]ᵈ under L∞, Gaussian under L2) are drawn per example from the image's content id and
-  the run's index (:mod:`attacks.example_noise`) and passed as the authors' ``x_init``. FAB-T
+  the run's index (:mod:`common.example_noise`) and passed as the authors' ``x_init``. FAB-T
   with one restart draws nothing. Square draws its squares for the whole batch, so it is run
   on one example at a time, each with its own seed: exact, but on a GPU Square then costs a
   forward pass per query and example (it only runs on the examples that survive the three
@@ -69,9 +69,9 @@ from pyautoattack.square import SquareAttack
 from torch import Tensor, nn
 
 from attacks.base import EvaluationAttack
-from attacks.example_noise import content_ids, example_noise, example_seed
-from attacks.modes import module_mode
 from attacks.threat_models import Norm, make_threat_model
+from common.example_noise import content_ids, example_noise, example_seed
+from common.modes import module_mode
 
 AutoAttackVersion = Literal["standard", "fast"]
 AUTOATTACK_VERSIONS: tuple[str, ...] = ("standard", "fast")

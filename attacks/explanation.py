@@ -52,18 +52,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
-from attacks.modes import MODEL_MODES, ModelMode, module_mode
 from attacks.threat_models import Norm, make_threat_model
-from attributions.activations import softplus_relus
+from attributions.base import AttributionMethod
 from attributions.maps import pixel_map
-
-if TYPE_CHECKING:
-    from attributions.base import AttributionMethod
+from common.activations import softplus_relus
+from common.modes import MODEL_MODES, ModelMode, module_mode
+from common.similarity import cosine, kendall, spearman
 
 #: Ghorbani et al. and Chen et al. use k = 100 on 28 × 28 inputs; k scales with the pixel count.
 TOPK_PER_PIXEL = 100 / 784
@@ -89,13 +88,7 @@ def topk_intersection_with(maps: Tensor, top: Tensor, k: int) -> Tensor:
 
 
 def _rank_similarity(name: str) -> Callable[[Tensor, Tensor], Tensor]:
-    """Spearman, Kendall or cosine of two (R, P) map batches: (R,).
-
-    Imported when an attack runs: :mod:`metrics` imports this package, so a module-level import
-    would be circular.
-    """
-    from metrics.functional.similarity import cosine, kendall, spearman
-
+    """Spearman, Kendall or cosine of two (R, P) map batches: (R,)."""
     return {"spearman": spearman, "kendall": kendall, "cosine": cosine}[name]
 
 

@@ -25,12 +25,10 @@ run from a zero baseline with a right Riemann sum of ``num_IG_steps`` points
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from attacks.explanation import TopKExplanationAttack
-
-if TYPE_CHECKING:
-    from attributions.integrated_gradients import IntegratedGradients
+from attributions.integrated_gradients import IntegratedGradients
 
 
 @dataclass(frozen=True)
@@ -88,8 +86,6 @@ class TopKAttackProtocol:
 
     def integrated_gradients(self, **overrides: Any) -> IntegratedGradients:
         """The attacked explanation: IG from a zero baseline, right Riemann sum of ``ig_steps``."""
-        from attributions.integrated_gradients import IntegratedGradients  # attributions imports attacks
-
         kwargs: dict[str, Any] = {"steps": self.ig_steps, "baseline": "zero", "rule": "riemann_right"}
         return IntegratedGradients(**{**kwargs, **overrides})
 

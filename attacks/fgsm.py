@@ -19,9 +19,9 @@ it reuses the threat models (L∞ as in the paper, L2 by the normalised gradient
 
 from __future__ import annotations
 
-from attacks.modes import ModelMode
 from attacks.pgd import PGD
 from attacks.threat_models import Norm
+from common.modes import ModelMode
 
 FGSM_RS_STEP_FACTOR = 1.25
 """α / ε of Wong et al.: a step longer than ε, from a random start, keeps FGSM training robust."""

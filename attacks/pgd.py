@@ -22,11 +22,11 @@ import copy
 import torch
 from torch import Tensor, nn
 
-from attacks.base import EvaluationAttack
 from attacks.attack_losses import LOSS_FUNCTIONS, AttackLoss, LossFn, check_attack_loss, check_loss_classes
-from attacks.example_noise import content_ids, example_seed
-from attacks.modes import MODEL_MODES, ModelMode, module_mode
+from attacks.base import EvaluationAttack
 from attacks.threat_models import Norm, make_threat_model
+from common.example_noise import content_ids, example_seed
+from common.modes import MODEL_MODES, ModelMode, module_mode
 
 _PGD_STREAM = 0x9D5
 

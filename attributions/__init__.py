@@ -5,10 +5,8 @@ shaped like ``inputs``; see :mod:`attributions.base`. Build one by name with
 :func:`build_attribution`; reduce a result to one value per pixel with :func:`pixel_map`.
 """
 
-from attributions.activations import count_relus, relu_to_softplus, softplus_relus
 from attributions.base import AttributionMethod, GradientAttribution
 from attributions.controls import EdgeDetector, RandomAttribution
-from attributions.filters import gaussian_blur, sobel_magnitude
 from attributions.grad_cam import GradCAM, conv_layer_names, default_gradcam_layer
 from attributions.gradients import InputXGradient, Saliency
 from attributions.guided_backprop import GuidedBackprop, guided_relus
@@ -45,12 +43,7 @@ __all__ = [
     "build_attribution",
     "check_attribution_name",
     "conv_layer_names",
-    "count_relus",
     "default_gradcam_layer",
-    "gaussian_blur",
     "guided_relus",
     "pixel_map",
-    "relu_to_softplus",
-    "sobel_magnitude",
-    "softplus_relus",
 ]

@@ -27,7 +27,7 @@ from typing import TypeVar
 import torch
 from torch import Tensor, nn
 
-from attacks.modes import MODEL_MODES, ModelMode, module_mode
+from common.modes import MODEL_MODES, ModelMode, module_mode
 
 Method = TypeVar("Method", bound="AttributionMethod")
 

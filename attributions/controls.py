@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from attributions.base import AttributionMethod
-from attributions.filters import sobel_magnitude
+from common.filters import sobel_magnitude
 
 
 class EdgeDetector(AttributionMethod):

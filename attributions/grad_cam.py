@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attacks.modes import ModelMode
 from attributions.base import GradientAttribution, select_logits
+from common.modes import ModelMode
 
 
 GRADCAM_LAYER_ATTRIBUTE = "gradcam_layer"

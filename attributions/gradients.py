@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from attacks.modes import ModelMode
 from attributions.base import GradientAttribution
+from common.modes import ModelMode
 
 
 class Saliency(GradientAttribution):

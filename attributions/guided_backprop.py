@@ -7,7 +7,7 @@ back only positive gradients, and only where its input was positive:
     R_in = 1[z > 0] · max(R_out, 0)
 
 While explaining, every ``nn.ReLU`` module of the model is replaced by a guided one and put
-back afterwards (like :func:`attributions.softplus_relus`); ReLUs called as ``F.relu`` inside
+back afterwards (like :func:`common.activations.softplus_relus`); ReLUs called as ``F.relu`` inside
 ``forward`` are not reached, so such a model gets plain gradients there. Adebayo et al. (2018)
 show that guided backpropagation barely depends on the upper layers' weights: a useful case for
 the randomisation sanity check.

@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from attacks.example_noise import content_ids, example_noise
-from attacks.modes import ModelMode
 from attributions.base import GradientAttribution, select_logits
-from attributions.filters import gaussian_blur
+from common.example_noise import content_ids, example_noise
+from common.filters import gaussian_blur
+from common.modes import ModelMode
 
 Baseline = Literal["zero", "blur", "uniform"]
 BASELINES: tuple[str, ...] = ("zero", "blur", "uniform")
@@ -65,7 +65,7 @@ class IntegratedGradients(GradientAttribution):
             one pass. A batch larger than this still gets one step per pass.
         blur_sigma: σ in pixels of the "blur" baseline.
         seed: seed of the "uniform" baseline: each image's baseline is drawn from (seed, its
-            pixels) (:func:`attacks.example_noise.content_ids`), so the same image gets the same
+            pixels) (:func:`common.example_noise.content_ids`), so the same image gets the same
             baseline on every call and in any batch position; the method is deterministic.
         create_graph: keep the graph (training through the explanation, attacking it).
         model_mode: "eval", "train" or None (leave the model as it is).

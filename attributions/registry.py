@@ -8,17 +8,12 @@ gradient, as in the papers) with ``base_kwargs``; the ``_abs`` variants smooth |
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from attributions.base import AttributionMethod
-from attributions.controls import EdgeDetector, RandomAttribution
-from attributions.grad_cam import GradCAM
-from attributions.gradients import InputXGradient, Saliency
-from attributions.guided_backprop import GuidedBackprop
-from attributions.integrated_gradients import IntegratedGradients
-from attributions.smoothgrad import SmoothGrad
+from attributions.base_methods import BASE_METHODS, build_method, method_options
+from attributions.smoothgrad import NOISE_TUNNELS, SmoothGrad
 
 AttributionName = Literal[
     "saliency",
@@ -35,19 +30,10 @@ AttributionName = Literal[
     "random",
 ]
 
+# A noise tunnel's name is its ``kind``; every other name is one of the base methods.
 _BUILDERS: dict[str, tuple[Callable[..., AttributionMethod], dict[str, Any]]] = {
-    "saliency": (Saliency, {}),
-    "input_x_gradient": (InputXGradient, {}),
-    "integrated_gradients": (IntegratedGradients, {}),
-    "smoothgrad": (SmoothGrad, {"kind": "smoothgrad"}),
-    "smoothgrad_abs": (SmoothGrad, {"kind": "smoothgrad_abs"}),
-    "smoothgrad_sq": (SmoothGrad, {"kind": "smoothgrad_sq"}),
-    "vargrad": (SmoothGrad, {"kind": "vargrad"}),
-    "vargrad_abs": (SmoothGrad, {"kind": "vargrad_abs"}),
-    "grad_cam": (GradCAM, {}),
-    "guided_backprop": (GuidedBackprop, {}),
-    "edge": (EdgeDetector, {}),
-    "random": (RandomAttribution, {}),
+    name: (SmoothGrad, {"kind": name}) if name in NOISE_TUNNELS else (BASE_METHODS[name], {})
+    for name in get_args(AttributionName)
 }
 
 ATTRIBUTION_NAMES: tuple[str, ...] = tuple(_BUILDERS)
@@ -57,8 +43,7 @@ def attribution_options(name: str) -> tuple[str, ...]:
     """The keyword arguments ``build_attribution(name, ...)`` accepts."""
     check_attribution_name(name)
     cls, fixed = _BUILDERS[name]
-    params = inspect.signature(cls).parameters
-    return tuple(p for p in params if p not in fixed)
+    return method_options(cls, fixed)
 
 
 def check_attribution_name(name: str) -> None:
@@ -73,9 +58,6 @@ def build_attribution(name: str, **kwargs: Any) -> AttributionMethod:
     Raises:
         ValueError: for an unknown name or option (naming the allowed ones), or a bad value.
     """
-    allowed = attribution_options(name)
-    unknown = sorted(set(kwargs) - set(allowed))
-    if unknown:
-        raise ValueError(f"method {name!r} options must be among {allowed}, got {unknown}")
+    check_attribution_name(name)
     cls, fixed = _BUILDERS[name]
-    return cls(**fixed, **kwargs)
+    return build_method(name, cls, fixed, kwargs)

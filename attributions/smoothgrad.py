@@ -21,7 +21,7 @@ says otherwise.
 Every sample is one call of the wrapped method on the whole batch; the running mean and
 variance are kept with Welford's update. All noisy copies explain the same class: the given
 target, or the class predicted on the clean input. With a ``seed``, each image's noise is drawn
-from (seed, its pixels, the sample index) (:mod:`attacks.example_noise`), so an image gets the
+from (seed, its pixels, the sample index) (:mod:`common.example_noise`), so an image gets the
 same result in any batch position.
 """
 
@@ -33,9 +33,10 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from attacks.example_noise import content_ids, example_noise
-from attacks.modes import ModelMode
 from attributions.base import AttributionMethod
+from attributions.base_methods import BASE_METHODS, build_method
+from common.example_noise import content_ids, example_noise
+from common.modes import ModelMode
 
 NoiseTunnel = Literal["smoothgrad", "smoothgrad_abs", "smoothgrad_sq", "vargrad", "vargrad_abs"]
 NOISE_TUNNELS: tuple[str, ...] = ("smoothgrad", "smoothgrad_abs", "smoothgrad_sq", "vargrad", "vargrad_abs")
@@ -47,8 +48,9 @@ class SmoothGrad(AttributionMethod):
     """Average (or mean square, or variance) of a base method over noisy copies of the input.
 
     Args:
-        base: the wrapped method, as an object or a registry name ("saliency", the signed
-            gradient by default, ...).
+        base: the wrapped method, as an object or a name from
+            :data:`attributions.base_methods.BASE_METHODS` ("saliency", the signed gradient by
+            default, ...).
         kind: "smoothgrad", "smoothgrad_abs", "smoothgrad_sq", "vargrad" or "vargrad_abs".
         n_samples: noisy copies n (Smilkov et al. use 50).
         noise_level: σ as a fraction of each example's value range max(x) − min(x)
@@ -82,16 +84,16 @@ class SmoothGrad(AttributionMethod):
         if not noise_level >= 0:
             raise ValueError(f"noise_level must be >= 0, got {noise_level}")
         if isinstance(base, str):
-            from attributions.registry import build_attribution
-
             kwargs = dict(base_kwargs or {})
             if create_graph is not None:
                 kwargs["create_graph"] = create_graph
             if base in NOISE_TUNNELS:
                 raise ValueError(f"base must be a method other than {NOISE_TUNNELS}, got {base!r}")
+            if base not in BASE_METHODS:
+                raise ValueError(f"base must be one of {tuple(BASE_METHODS)} or an attribution method, got {base!r}")
             if base == "saliency":
                 kwargs.setdefault("abs", False)  # the papers smooth the signed gradient
-            base = build_attribution(base, **kwargs)
+            base = build_method(base, BASE_METHODS[base], {}, kwargs)
         elif not isinstance(base, AttributionMethod):
             raise ValueError(f"base must be an attribution method or its name, got {base!r}")
         elif base_kwargs:

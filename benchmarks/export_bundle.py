@@ -1,7 +1,7 @@
 """Bundle size and export time for the quickstart model and the CIFAR-10 PreAct ResNet-18.
 
 Trains each recipe for one short epoch (the weights' values do not matter for size or time; the
-CIFAR-10 recipe runs on random images written in CIFAR's format), then exports its last
+CIFAR-10 recipe runs on CIFAR-shaped synthetic shapes, 3×32×32, 10 classes), then exports its last
 checkpoint ``--repeats`` times, interleaved, and prints the median export time, the size of
 every file of the bundle and the time to load the program back in plain torch.
 
@@ -11,6 +11,7 @@ every file of the bundle and the time to load the program back in plain torch.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -21,9 +22,13 @@ import torch
 
 import train
 from export import FILES, export_bundle
-from tests.data_files import write_cifar
 
 REPO = Path(__file__).resolve().parents[1]
+CIFAR_SHAPED = {
+    "class_path": "datamodules.SyntheticShapes",
+    "init_args": {"image_size": 32, "channels": 3, "num_classes": 10, "train_size": 80, "val_size": 16,
+                  "test_size": 16, "batch_size": 32, "num_workers": 0},
+}  # fmt: skip
 
 
 def train_briefly(recipe: str, root: Path, extra: list[str]) -> Path:
@@ -51,20 +56,15 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="robustlens-export-") as tmp:
         root = Path(tmp)
-        write_cifar(root / "cifar", 10, n_per_batch=16)
         checkpoints = {
             "quickstart (small_cnn, 1×28×28)": train_briefly(
-                "quickstart.yaml", root / "q", ["--data.init_args.train_size=256", "--data.init_args.val_size=64"]
+                "quickstart.yaml", root / "q", ["--data.init_args.train_size=256", "--data.init_args.val_size=128"]
             ),
             "cifar10/pgd_at (preact_resnet18, 3×32×32)": train_briefly(
                 "cifar10/pgd_at.yaml",
                 root / "c",
                 [
-                    f"--data.init_args.data_dir={root / 'cifar'}",
-                    "--data.init_args.val_size=16",
-                    "--data.init_args.batch_size=32",
-                    "--data.init_args.eval_batch_size=16",
-                    "--data.init_args.num_workers=0",
+                    "--data=" + json.dumps(CIFAR_SHAPED),
                     "--model.objective.init_args.attack.init_args.steps=1",
                     "--model.eval_attack.init_args.steps=1",
                 ],

@@ -398,7 +398,8 @@ def save_record(out_dir: Path, record: dict[str, Any], environment: dict[str, An
     tmp.replace(path)
 
 
-def _cell(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
+def mean_std_cell(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
+    """Mean ± standard deviation of ``values`` × ``scale`` (the mean alone for one value; "—" for none)."""
     if not values:
         return "—"
     mean = statistics.fmean(values) * scale
@@ -428,7 +429,7 @@ def render(records: list[dict[str, Any]]) -> str:
             f"(Adam, lr {s['lr']}); explanation metrics on {s['eval_size']} test images, "
             f"PGD-40 on {s['pgd_eval_size']}, clean accuracy on all 10 000. Seeds per row in column n. "
             "PGD-40 is on the cross-entropy: an upper bound on robust accuracy (not AutoAttack; see "
-            "the section on cross-entropy PGD against AutoAttack above).",
+            '"Cross-entropy PGD against AutoAttack on the quickstart model" above).',
             "",
             "| recipe | n | clean acc. % | CE-PGD-40 acc. % (upper bound) | train min | eval min |",
             "|---|---|---|---|---|---|",
@@ -440,10 +441,10 @@ def render(records: list[dict[str, Any]]) -> str:
             mark = f" (CO in {len(co)} of {len(runs)}: PGD fallback)" if co else ""
             lines.append(
                 f"| {RECIPE_TITLES[recipe]}{mark} | {len(runs)} | "
-                f"{_cell([r['clean_accuracy'] for r in runs], 100, 1)} | "
-                f"{_cell([r['pgd40_accuracy'] for r in runs], 100, 1)} | "
-                f"{_cell([r['train_seconds'] for r in runs], 1 / 60, 1)} | "
-                f"{_cell([r['eval_seconds'] for r in runs], 1 / 60, 1)} |"
+                f"{mean_std_cell([r['clean_accuracy'] for r in runs], 100, 1)} | "
+                f"{mean_std_cell([r['pgd40_accuracy'] for r in runs], 100, 1)} | "
+                f"{mean_std_cell([r['train_seconds'] for r in runs], 1 / 60, 1)} | "
+                f"{mean_std_cell([r['eval_seconds'] for r in runs], 1 / 60, 1)} |"
             )
         attack = first.get("topk_attack")
         for method in METHODS:
@@ -475,7 +476,7 @@ def render(records: list[dict[str, Any]]) -> str:
             for recipe, runs in rows.items():
                 if not runs:
                     continue
-                cells = [_cell([r["explanations"][method][m] for r in runs], 1.0, 3) for m in EXPLANATION_METRICS]
+                cells = [mean_std_cell([r["explanations"][method][m] for r in runs], 1.0, 3) for m in EXPLANATION_METRICS]
                 lines.append(f"| {RECIPE_TITLES[recipe]} | " + " | ".join(cells) + " |")
         lines += [
             "",
@@ -488,9 +489,9 @@ def render(records: list[dict[str, Any]]) -> str:
             if not runs:
                 continue
             cells = [
-                _cell([r["explanations"]["edge"]["randomisation"] for r in runs], 1.0, 3),
-                _cell([r["explanations"]["edge"]["deletion_auc"] for r in runs], 1.0, 3),
-                _cell([r["explanations"]["random"]["deletion_auc"] for r in runs], 1.0, 3),
+                mean_std_cell([r["explanations"]["edge"]["randomisation"] for r in runs], 1.0, 3),
+                mean_std_cell([r["explanations"]["edge"]["deletion_auc"] for r in runs], 1.0, 3),
+                mean_std_cell([r["explanations"]["random"]["deletion_auc"] for r in runs], 1.0, 3),
             ]
             lines.append(f"| {RECIPE_TITLES[recipe]} | " + " | ".join(cells) + " |")
         lines.append("")

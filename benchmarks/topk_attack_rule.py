@@ -66,7 +66,7 @@ def trained_model(data_dir: Path, recipe: str) -> tuple[torch.nn.Module, Any]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from attacks import TopKExplanationAttack, chen_protocol
     from attributions import build_attribution, pixel_map
-    from metrics.functional import kendall, topk_intersection
+    from common.similarity import kendall, topk_intersection
 
     model, data = trained_model(args.data_dir, args.recipe)
     probe = data.probe_batch(args.examples, seed=2, split="test")  # 64: the results table's explanation probe

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from attacks import module_mode
+from common.modes import module_mode
 
 
 def cuda_devices(model: nn.Module) -> list[int]:

@@ -20,8 +20,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from attacks import module_mode
 from attributions import AttributionMethod
+from common.modes import module_mode
 from metrics import PER_LAYER_METRICS, build_metric, compute_metrics
 
 Target = Literal["label", "predicted"]

@@ -32,7 +32,8 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import Metric
 
-from attacks import EvaluationAttack, module_mode
+from attacks import EvaluationAttack
+from common.modes import module_mode
 
 
 def check_attacks(attacks: Sequence[Any], eps: Sequence[float], argument: str = "attacks") -> list[EvaluationAttack]:

@@ -37,7 +37,7 @@ file itself never holds code); only ``nn.Module`` subclasses are accepted. The e
 ``model.pt2`` program loads without it.
 
 Activations should be ``nn.ReLU`` modules (never ``F.relu``), so that softplus(β) can replace
-them (:mod:`attributions.activations`); ``activation: softplus`` refuses a backbone without any.
+them (:mod:`common.activations`); ``activation: softplus`` refuses a backbone without any.
 
 Every backbone names the layer Grad-CAM explains by default in a ``gradcam_layer`` attribute (a
 module name relative to the backbone; :class:`attributions.GradCAM` looks for it): the rectified
@@ -59,7 +59,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from attributions.activations import count_relus, relu_to_softplus
+from common.activations import count_relus, relu_to_softplus
 from lightning_modules.timm_backbones import TIMM_PREFIX, TimmBackbone, check_timm_name
 
 Activation = Literal["relu", "softplus"]

@@ -43,7 +43,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from attacks import PGD
-from attributions import count_relus, softplus_relus
+from common.activations import count_relus, softplus_relus
 from lightning_modules.backbones import (
     Activation,
     BackboneSpec,

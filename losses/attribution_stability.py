@@ -32,7 +32,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from attacks import PGD, module_mode
+from attacks import PGD
+from common.modes import module_mode
 from losses.base import Objective, ObjectiveOutput, StepContext
 from losses.input_gradients import (
     adversarial_forward,

@@ -24,7 +24,8 @@ the step, and the best checkpoint by ``val/acc_pgd`` is the model from before th
 or "fallback_to_pgd" (the rest of training uses PGD-AT with ``fallback_attack``). The
 ``co_detected`` log is 0 until detection and 1 from then on; ``co_pgd_acc`` is the probe's PGD
 accuracy at the latest check, logged on every step from the first check on (so that it shows
-whatever ``log_every_n_steps`` is).
+whatever ``log_every_n_steps`` is). With "warn" the checks go on after a detection (one warning),
+so the curve shows whether the model recovers; the other actions stop checking.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attacks import PGD, FGSMRandomStart, module_mode
+from attacks import PGD, FGSMRandomStart
+from common.modes import module_mode
 from losses.base import Objective, ObjectiveOutput, StepContext, upcast
 from losses.input_gradients import adversarial_forward
 from losses.pgd_at import EpsilonWarmup, adversarial_example, scaled_attack
@@ -153,10 +155,12 @@ class FastAdversarialTraining(Objective):
         step = self._steps
         self._steps += 1
         self.steps_seen += 1
-        if self.co_check_every == 0 or self.detected or fraction < 1.0 or step % self.co_check_every:
+        if self.co_check_every == 0 or fraction < 1.0 or step % self.co_check_every:
             return
+        if self.detected and self.on_catastrophic_overfitting != "warn":
+            return  # acted on: the fit stops, or PGD-AT takes over
         accuracy = self.probe_pgd_accuracy(model, self.co_attack)
-        if accuracy < self._best_check - self.co_drop:
+        if not self.detected and accuracy < self._best_check - self.co_drop:
             self._on_detection(step, accuracy)
         self._best_check = max(self._best_check, accuracy)
         self._last_check = torch.tensor(accuracy, device=x.device)

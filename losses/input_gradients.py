@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attacks import PGD, module_mode
+from attacks import PGD
+from common.modes import module_mode
 from losses.base import FORWARD_KEY, StepContext, upcast
 
 CLEAN_FORWARD_KEY = "clean"

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attacks import module_mode
+from common.modes import module_mode
 from losses.base import Objective, ObjectiveOutput, StepContext, upcast
 from losses.input_gradients import clean_forward, input_leaf, per_example_logit_gradient
 from losses.trades import kl_divergence

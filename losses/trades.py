@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attacks import PGD, ThreatModel, module_mode
+from attacks import PGD, ThreatModel
+from common.modes import module_mode
 from losses.base import Objective, ObjectiveOutput, StepContext, upcast
 from losses.input_gradients import clean_forward
 from losses.pgd_at import EpsilonWarmup, scaled_attack

@@ -82,25 +82,25 @@ class PerLayerScores(Metric):
 
 
 class TopKIntersection(MeanScore):
-    """Mean top-k intersection of Φ(x) and Φ(x'); see :func:`metrics.functional.topk_intersection`."""
+    """Mean top-k intersection of Φ(x) and Φ(x'); see :func:`common.similarity.topk_intersection`."""
 
     higher_is_better = True
 
 
 class SpearmanCorrelation(MeanScore):
-    """Mean Spearman's ρ of Φ(x) and Φ(x'); see :func:`metrics.functional.spearman`."""
+    """Mean Spearman's ρ of Φ(x) and Φ(x'); see :func:`common.similarity.spearman`."""
 
     higher_is_better = True
 
 
 class KendallTau(MeanScore):
-    """Mean Kendall's τ_b of Φ(x) and Φ(x'); see :func:`metrics.functional.kendall`."""
+    """Mean Kendall's τ_b of Φ(x) and Φ(x'); see :func:`common.similarity.kendall`."""
 
     higher_is_better = True
 
 
 class CosineSimilarity(MeanScore):
-    """Mean cosine similarity of Φ(x) and Φ(x'); see :func:`metrics.functional.cosine`."""
+    """Mean cosine similarity of Φ(x) and Φ(x'); see :func:`common.similarity.cosine`."""
 
     higher_is_better = True
 

@@ -12,7 +12,13 @@ written, and reported against its configuration field.
 """
 
 from preflight.errors import ConfigError
-from preflight.resume import continue_loggers, describe_differences, recipe_differences, recorded_loggers
+from preflight.resume import (
+    continue_loggers,
+    describe_differences,
+    keep_csv_history,
+    recipe_differences,
+    recorded_loggers,
+)
 from preflight.run import check_run
 from preflight.trainer import refused_trainer_argument
 
@@ -20,6 +26,7 @@ __all__ = [
     "ConfigError",
     "check_run",
     "continue_loggers",
+    "keep_csv_history",
     "describe_differences",
     "recipe_differences",
     "recorded_loggers",

@@ -15,11 +15,16 @@ Two things follow for ``fit --ckpt_path``:
   id, the CSV/TensorBoard version), unless the recipe names one itself. The run keeps its
   curves in one W&B run, its checkpoints in one folder (``<save_dir>/<project>/<id>/checkpoints``),
   and ``ModelCheckpoint`` keeps the best checkpoint of the whole run.
+- :func:`keep_csv_history` keeps a CSV-logged run's curve whole: Lightning's ``CSVLogger``
+  deletes the ``metrics.csv`` of a version folder it opens again, which would leave a resumed
+  run with the rows logged after the resume only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import csv
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 COMPARED = ("seed_everything", "model", "data")
@@ -131,3 +136,46 @@ def continue_loggers(trainer_config: Any, recorded: list[dict[str, Any]]) -> lis
         init_args[key] = entry["version"]
         done.append(f"{name} {key}={entry['version']!r}")
     return done
+
+
+def keep_csv_history(loggers: Iterable[Any], checkpoint_step: int) -> list[str]:
+    """Carry the rows a resumed run's CSV loggers logged up to its checkpoint into the new file.
+
+    Call before the loggers' experiments exist (Lightning creates them when the fit sets up, and a
+    ``CSVLogger``'s writer then deletes the folder's ``metrics.csv``). Rows logged after the
+    checkpoint's step (by the pre-empted process after its last checkpoint) are dropped: the
+    resumed fit logs those steps again.
+
+    Args:
+        loggers: the trainer's loggers; those that are not ``CSVLogger`` are left alone.
+        checkpoint_step: the checkpoint's ``global_step``.
+
+    Returns:
+        One line per logger whose earlier rows were kept.
+    """
+    from pytorch_lightning.loggers import CSVLogger
+
+    kept = []
+    for logger in loggers:
+        if not isinstance(logger, CSVLogger):
+            continue
+        path = Path(logger.log_dir) / "metrics.csv"
+        if not path.is_file():
+            continue
+        with path.open(newline="") as file:
+            rows = [
+                {key: value for key, value in row.items() if value not in ("", None)}
+                for row in csv.DictReader(file)
+                if _row_step(row) <= checkpoint_step
+            ]
+        writer = logger.experiment  # Lightning's writer: deletes metrics.csv
+        writer.metrics[:0] = rows  # written, header and all, with the first rows of the resumed fit
+        kept.append(f"{path}: {len(rows)} earlier rows kept")
+    return kept
+
+
+def _row_step(row: Mapping[str, Any]) -> float:
+    try:
+        return float(row.get("step") or "inf")
+    except ValueError:
+        return float("inf")

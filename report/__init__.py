@@ -1,4 +1,4 @@
-"""Analysis reports of a trained classifier: ``python train.py report`` (:mod:`report.cli`).
+"""Analysis reports of a trained classifier: ``python train.py report`` (:mod:`cli.report`).
 
 From a Lightning checkpoint or an export bundle and a dataset (by default the one the run
 recorded), a report folder holds a table of every attribution method × explanation metric on

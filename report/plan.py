@@ -99,7 +99,7 @@ class ReportError(ValueError):
 
 @dataclass
 class ReportSettings:
-    """Everything a report can be told; the command line's options (see :mod:`report.cli`).
+    """Everything a report can be told; the command line's options (see :mod:`cli.report`).
 
     Attributes:
         ckpt_path: a Lightning checkpoint of RobustClassifier; or

@@ -7,9 +7,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attacks import PGD, make_threat_model, module_mode
+from attacks import PGD, make_threat_model
+from common.modes import module_mode
 from lightning_modules import build_model
 from tests.conftest import LinearImageClassifier
+from tests.tiny import MixedModes
 
 
 def _inputs(batch: int = 16, shape: tuple[int, ...] = (1, 8, 8)) -> torch.Tensor:
@@ -80,25 +82,9 @@ def test_pgd_raises_the_loss_of_a_trained_model() -> None:
     assert adversarial.mean() > 2 * clean.mean()
 
 
-class _Mixed(nn.Module):
-    """A training model with a frozen (eval-mode) BatchNorm inside and a dropout."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(1, 4, 3, padding=1)
-        self.bn = nn.BatchNorm2d(4)
-        self.frozen_bn = nn.BatchNorm2d(4)
-        self.drop = nn.Dropout(0.5)
-        self.head = nn.Linear(4 * 8 * 8, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.frozen_bn(self.bn(self.conv(x))).relu()
-        return self.head(self.drop(h.flatten(1)))
-
-
 @pytest.mark.parametrize("model_mode", ["eval", "train"])
 def test_pgd_leaves_modes_and_grads_as_it_found_them(model_mode: str) -> None:
-    model = _Mixed().train()
+    model = MixedModes(size=8, num_classes=3).train()
     model.frozen_bn.eval()
     modes = {name: m.training for name, m in model.named_modules()}
     model.head.weight.grad = torch.ones_like(model.head.weight)  # an accumulated gradient
@@ -115,7 +101,7 @@ def test_pgd_leaves_modes_and_grads_as_it_found_them(model_mode: str) -> None:
 
 
 def test_module_mode_restores_flags_when_the_body_raises() -> None:
-    model = _Mixed().train()
+    model = MixedModes(size=8, num_classes=3).train()
     model.frozen_bn.eval()
     with pytest.raises(RuntimeError), module_mode(model, "eval"):
         assert not model.training

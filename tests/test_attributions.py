@@ -7,7 +7,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attacks.example_noise import content_ids, example_noise
 from attributions import (
     ATTRIBUTION_NAMES,
     EdgeDetector,
@@ -21,8 +20,9 @@ from attributions import (
     build_attribution,
     default_gradcam_layer,
     pixel_map,
-    relu_to_softplus,
 )
+from common.activations import relu_to_softplus
+from common.example_noise import content_ids, example_noise
 from lightning_modules import build_model
 
 FAST_OPTIONS = {

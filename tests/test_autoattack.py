@@ -14,7 +14,7 @@ from torch import nn
 import attacks.autoattack as aa
 from attacks import PGD, AutoAttack
 from tests.trained_model import TrainedShapes, train_shapes_model
-from tests.tiny import tiny_cnn
+from tests.tiny import MixedModes, tiny_cnn
 
 
 @pytest.fixture(scope="module")
@@ -111,24 +111,9 @@ def test_autoattack_stays_in_the_ball_and_is_at_least_as_strong_as_pgd_per_examp
     assert not (robust_aa & ~robust_pgd).any()  # every example AutoAttack leaves standing, PGD does too
 
 
-class _Mixed(nn.Module):
-    """Conv, BatchNorm, a frozen BatchNorm and dropout: modes a careless attack would change."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(1, 4, 3, padding=1)
-        self.bn = nn.BatchNorm2d(4)
-        self.frozen_bn = nn.BatchNorm2d(4)
-        self.drop = nn.Dropout(0.5)
-        self.head = nn.Linear(4 * 16 * 16, 4)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.drop(self.frozen_bn(self.bn(self.conv(x))).relu().flatten(1)))
-
-
 def test_autoattack_leaves_modes_grads_flags_inputs_and_rng_as_found(short_attacks: None, capsys, caplog) -> None:
     torch.manual_seed(0)
-    model = _Mixed().train()
+    model = MixedModes(size=16, num_classes=4).train()
     model.frozen_bn.eval()
     model.conv.weight.requires_grad_(False)  # a frozen layer stays frozen
     modes = {name: m.training for name, m in model.named_modules()}

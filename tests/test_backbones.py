@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from attributions import count_relus, softplus_relus
+from common.activations import count_relus, softplus_relus
 from lightning_modules import build_backbone, build_model
 
 

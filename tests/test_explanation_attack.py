@@ -8,8 +8,9 @@ from torch import Tensor, nn
 
 from attacks import CHEN_PROTOCOLS, TopKExplanationAttack, chen_protocol, default_topk
 from attributions import AttributionMethod, Saliency, pixel_map
+from common.similarity import kendall, topk_intersection
 from metrics import build_metric, compute_metric, compute_metrics
-from metrics.functional import explanation_robustness, kendall, perturb, topk_intersection
+from metrics.functional import explanation_robustness, perturb
 from tests.trained_model import TrainedShapes
 
 # ---------------------------------------------------------------------------------------------

@@ -50,6 +50,17 @@ def test_collapse_of_pgd_accuracy_is_detected_and_logged() -> None:
     assert bool(objective.state_dict()["co_detected"])  # saved in checkpoints
 
 
+def test_with_warn_the_checks_go_on_after_a_detection_and_warn_once() -> None:
+    """A false alarm early in training (MNIST at ε = 0.3 swings by more than co_drop while it
+    learns) must not freeze the logged curve: a recovery shows."""
+    objective = fast_at(on_catastrophic_overfitting="warn")
+    with pytest.warns(UserWarning, match="catastrophic overfitting") as caught:
+        outs = run_steps(objective, [ROBUST, ROBUST, COLLAPSED, COLLAPSED, ROBUST, ROBUST])
+    assert len([w for w in caught if "catastrophic overfitting" in str(w.message)]) == 1
+    assert [float(o.logs["co_pgd_acc"]) for o in outs] == [1.0, 1.0, 0.0, 0.0, 1.0, 1.0]
+    assert [float(o.logs["co_detected"]) for o in outs] == [0.0, 0.0, 1.0, 1.0, 1.0, 1.0]
+
+
 def test_no_detection_while_accuracy_holds() -> None:
     objective = fast_at()
     outs = run_steps(objective, [ROBUST] * 6)

@@ -8,29 +8,24 @@ import torch
 from torch import Tensor, nn
 
 from attributions import AttributionMethod, InputXGradient, Saliency
-from attributions.filters import gaussian_kernel1d
+from common.example_noise import example_noise
+from common.filters import gaussian_kernel1d
+from common.similarity import average_ranks, cosine, kendall, pearson, spearman, topk_intersection
 from metrics.functional import (
-    average_ranks,
     avg_sensitivity,
-    cosine,
     curve_auc,
     deletion_auc,
-    example_noise,
     infidelity,
     insertion_auc,
-    kendall,
     local_lipschitz,
     max_sensitivity,
-    pearson,
     perturbation_curve,
     pointing_game,
     relevance_mass,
     relevance_rank,
     sensitivity_n,
-    spearman,
     spurious_share,
     ssim,
-    topk_intersection,
 )
 
 

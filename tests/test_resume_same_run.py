@@ -4,6 +4,7 @@ printed at the end is the best of the whole run."""
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -86,3 +87,26 @@ def test_a_resumed_fit_continues_the_same_wandb_run_folder_and_best_checkpoint(
     assert float(callback.best_model_score) == pytest.approx(max(acc_pgd))
     assert Path(callback.best_model_path).parent == folder
     assert f"best checkpoint:   {callback.best_model_path}" in out
+
+
+def test_a_resumed_csv_logged_fit_keeps_the_rows_logged_before_the_resume(tmp_path: Path) -> None:
+    """Lightning's CSVLogger deletes metrics.csv when it opens its version folder again: the
+    resumed fit's file must still hold the whole curve, each step once."""
+    csv_logger = [
+        "--trainer.logger=pytorch_lightning.loggers.CSVLogger",
+        f"--trainer.logger.init_args.save_dir={tmp_path}",
+        "--trainer.logger.init_args.name=csv",
+        "--trainer.logger.init_args.version=run",
+    ]
+    sigterm = "--trainer.callbacks+=" + json.dumps({"class_path": "tests.conftest.SigtermAtStep", "init_args": {"step": 4}})
+    fit = [a for a in _fit(tmp_path) if not a.startswith("--trainer.logger.init_args.save_dir")]
+    with pytest.raises(SIGTERMException):
+        train.main([*fit, *csv_logger, sigterm])
+    folder = next(tmp_path.rglob("checkpoints"))
+    train.main([*fit, *csv_logger, f"--ckpt_path={folder / 'last.ckpt'}"])
+    with (tmp_path / "csv" / "run" / "metrics.csv").open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    train_steps = [int(row["step"]) for row in rows if row.get("train/loss")]
+    val_steps = [int(row["step"]) for row in rows if row.get("val/acc_pgd")]
+    assert train_steps == list(range(3 * STEPS_PER_EPOCH))  # log_every_n_steps=1: every step, once
+    assert val_steps == [STEPS_PER_EPOCH - 1, 2 * STEPS_PER_EPOCH - 1, 3 * STEPS_PER_EPOCH - 1]

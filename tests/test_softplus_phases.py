@@ -7,7 +7,7 @@ import torch
 from pytorch_lightning import Trainer
 from torch import nn
 
-from attributions import count_relus
+from common.activations import count_relus
 from datamodules import SyntheticShapes
 from lightning_modules import RobustClassifier
 from losses import ERM

@@ -51,3 +51,20 @@ def single_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+class MixedModes(nn.Module):
+    """Conv, BatchNorm, a frozen (eval-mode) BatchNorm and dropout, for 1×size×size inputs:
+    the modes a careless attack would change (the caller sets ``.train()`` and freezes
+    ``frozen_bn``)."""
+
+    def __init__(self, size: int = 8, num_classes: int = 3) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.frozen_bn = nn.BatchNorm2d(4)
+        self.drop = nn.Dropout(0.5)
+        self.head = nn.Linear(4 * size * size, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.drop(self.frozen_bn(self.bn(self.conv(x))).relu().flatten(1)))

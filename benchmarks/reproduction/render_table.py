@@ -16,6 +16,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.results_table import mean_std_cell
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -40,12 +42,8 @@ ANCHORS: dict[str, Anchor] = {
 
 
 def _fmt(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
-    if not values:
-        return "—"
-    mean = statistics.fmean(values) * scale
-    if len(values) == 1:
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {statistics.stdev(values) * scale:.{digits}f}"
+    """Mean ± standard deviation over seeds (the mean alone for one seed; "—" for none)."""
+    return mean_std_cell(values, scale, digits)
 
 
 def _verdict(ours_clean: list[float], ours_aa: list[float], anchor: Anchor) -> str:
@@ -97,6 +95,16 @@ def render(records: dict[str, list[dict]], times: dict[str, list[float]]) -> str
                 f"| {published} ({anchor.source}) | {_verdict(clean, aa, anchor)} "
                 f"| {_fmt(train, 1.0)} | {_fmt(evaluation, 1.0)} |"
             )
+        out.append("")
+        out.append("Per seed (clean on all test images; the attacks on the first n):\n")
+        out.append("| run | clean % | PGD-50×10 % | AutoAttack % | worst % | n |")
+        out.append("|---|---|---|---|---|---|")
+        for row in sorted(rows):
+            for r in records[row]:
+                robust = r.get("robust", {})
+                cells = [f"{100 * robust[k]['accuracy']:.1f}" if k in robust else "—" for k in ("pgd50x10", "autoattack", "worst")]
+                n = robust.get("pgd50x10", {}).get("examples", "—")
+                out.append(f"| {r['run']} | {100 * r['clean']['accuracy']:.2f} | {' | '.join(cells)} | {n} |")
         out.append("")
         out.append("Explanation robustness (Chen et al.'s top-k attack on integrated gradients, the iterate kept by")
         out.append("Kendall's τ; top-k intersection and Kendall's τ at it), saliency quality, randomisation check:\n")

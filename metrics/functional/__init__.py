@@ -10,7 +10,6 @@ from metrics.functional.faithfulness import (
 )
 from metrics.functional.infidelity import infidelity
 from metrics.functional.localisation import pointing_game, relevance_mass, relevance_rank, spurious_share
-from attacks.example_noise import example_noise
 from metrics.functional.randomisation import (
     RANDOMISATION_SIMILARITIES,
     RandomisationResult,
@@ -26,16 +25,7 @@ from metrics.functional.robustness import (
     topk_attack,
 )
 from metrics.functional.sensitivity import avg_sensitivity, local_lipschitz, max_sensitivity, sensitivity_samples
-from metrics.functional.similarity import (
-    average_ranks,
-    cosine,
-    hog_similarity,
-    kendall,
-    pearson,
-    spearman,
-    ssim,
-    topk_intersection,
-)
+from metrics.functional.similarity import hog_similarity, ssim
 
 __all__ = [
     "PERTURBATIONS",
@@ -49,7 +39,6 @@ __all__ = [
     "cosine",
     "curve_auc",
     "deletion_auc",
-    "example_noise",
     "hog_similarity",
     "explanation_robustness",
     "infidelity",

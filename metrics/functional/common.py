@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from attacks.modes import module_mode
 from attributions.base import normal_tensor, select_logits
+from common.modes import module_mode
 
 
 def target_scores(model: nn.Module, x: Tensor, target: Tensor, output: str = "logit") -> Tensor:

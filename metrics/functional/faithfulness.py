@@ -27,10 +27,11 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from attributions import gaussian_blur, pixel_map
+from attributions import pixel_map
+from common.example_noise import example_ids, example_noise
+from common.filters import gaussian_blur
+from common.similarity import pearson
 from metrics.functional.common import check_positive_int, target_scores
-from attacks.example_noise import example_ids, example_noise
-from metrics.functional.similarity import pearson
 
 Removal = Literal["zero", "mean", "blur"]
 REMOVALS: tuple[str, ...] = ("zero", "mean", "blur")

@@ -17,8 +17,8 @@ import torch
 from torch import Tensor, nn
 
 from attributions import AttributionMethod
+from common.example_noise import example_ids, example_noise
 from metrics.functional.common import check_perturbations, check_positive_int, target_scores
-from attacks.example_noise import example_ids, example_noise
 
 _INFIDELITY_STREAM = 6
 

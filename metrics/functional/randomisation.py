@@ -22,10 +22,11 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from attacks.modes import module_mode
 from attributions import AttributionMethod, pixel_map
 from attributions.base import normal_tensor
-from metrics.functional.similarity import hog_similarity, require_hog, spearman, ssim
+from common.modes import module_mode
+from common.similarity import spearman
+from metrics.functional.similarity import hog_similarity, require_hog, ssim
 
 RANDOMISATION_SIMILARITIES: tuple[str, ...] = ("spearman", "ssim", "hog")
 

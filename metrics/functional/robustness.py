@@ -26,8 +26,8 @@ from torch import Tensor, nn
 from attacks import PGD, TopKExplanationAttack, default_topk
 from attacks.explanation import ExplanationAttackResult
 from attributions import AttributionMethod, pixel_map
-from attacks.example_noise import example_ids, example_noise
-from metrics.functional.similarity import cosine, kendall, spearman, topk_intersection
+from common.example_noise import example_ids, example_noise
+from common.similarity import cosine, kendall, spearman, topk_intersection
 
 Perturbation = Literal["noise", "pgd", "topk_attack"]
 PERTURBATIONS: tuple[str, ...] = ("noise", "pgd", "topk_attack")
@@ -73,7 +73,7 @@ def perturb(
         k: shorthand for ``k_attack`` and ``k_score`` of the top-k attack.
         softplus_beta: β of the softplus the top-k attack differentiates through.
         seed: seed of the uniform noise.
-        ids: (B,) example identities for the noise (see :mod:`attacks.example_noise`).
+        ids: (B,) example identities for the noise (see :mod:`common.example_noise`).
         k_attack: top set the top-k attack pushes mass out of (None: 100 per 28 × 28 pixels).
         k_score: k of its top-k intersection criterion (None: 100 per 28 × 28 pixels).
         criterion: the similarity that selects the top-k attack's iterate.

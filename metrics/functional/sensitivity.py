@@ -26,8 +26,8 @@ import torch
 from torch import Tensor, nn
 
 from attributions import AttributionMethod
+from common.example_noise import example_ids, example_noise
 from metrics.functional.common import check_perturbations, check_positive_int
-from attacks.example_noise import example_ids, example_noise
 
 _SENSITIVITY_STREAM = 2
 _LIPSCHITZ_STREAM = 3

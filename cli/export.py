@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from cli.errors import exit_with_error
 from export.bundle import FILES, Bundle, export_bundle
 from export.checkpoint import CheckpointError
 from export.wandb_artifact import artifact_name, log_bundle_artifact
@@ -79,8 +80,7 @@ def main(argv: list[str] | None = None) -> Bundle:
     try:
         bundle = export_bundle(args.ckpt_path, args.out_dir, overwrite=args.overwrite)
     except (CheckpointError, OSError) as error:  # OSError: a failed write (AtomicWriteError) included
-        sys.stderr.write(f"error: {error}\n")
-        raise SystemExit(1) from error
+        exit_with_error(str(error), 1, cause=error)
     lines = [
         f"robustlens: exported {args.ckpt_path}",
         f"  bundle: {bundle.directory} ({bundle.total_bytes / 1e6:.2f} MB, {bundle.seconds:.1f} s)",

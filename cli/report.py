@@ -33,6 +33,7 @@ import yaml
 from jsonargparse import ActionYesNo, ArgumentParser, Namespace
 
 from attributions import ATTRIBUTION_NAMES
+from cli.errors import exit_with_error, summarise_parse_error
 from datamodules import ImageDataModule
 from metrics import METRIC_NAMES
 from report.compute import compute_report
@@ -121,9 +122,7 @@ def build_parser(recorded_data: dict[str, Any] | None = None) -> ArgumentParser:
 
 def _fail(option: str | None, message: str) -> NoReturn:
     where = f"--{option}: " if option else ""
-    sys.stderr.write(f"error: {where}{message}\n")
-    sys.stderr.write(f"tip: run `{PROG} --help` for the accepted options\n")
-    raise SystemExit(2)
+    exit_with_error(f"{where}{message}", 2, PROG)
 
 
 def _data_file(value: str) -> str:
@@ -199,8 +198,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     try:
         config = parser.parse_args(argv)
     except argparse.ArgumentError as error:
-        from train import summarise_parse_error  # the fit command's reading of jsonargparse's errors
-
         summary = summarise_parse_error(str(error))
         _fail(None, "invalid option: " + ("\n  ".join(summary) if summary else str(error)))
     data = config.data.as_dict() if any_data and config.data is not None else None
@@ -213,8 +210,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     try:
         record = write_report(result, settings.out_dir)
     except OSError as error:  # export.staging.AtomicWriteError: out_dir is unchanged
-        sys.stderr.write(f"error: {error}\n")
-        raise SystemExit(1) from error
+        exit_with_error(str(error), 1, cause=error)
     curve = record["accuracy"]
     lines = [
         f"robustlens: report of {record['source']['kind']} {record['source']['path']}",
