@@ -4,7 +4,7 @@ jsonargparse reports a bad value deep inside nested ``class_path`` configs as an
 of "Parser key" blocks, and a constructor that refuses its arguments as a chained exception;
 :func:`summarise_parse_error` and :func:`failing_field` turn both into the dotted field that is
 wrong and the reason. :class:`RobustLensParser` is the parser of ``fit``/``validate``/``test``;
-``report`` reads its parser's errors with the same :func:`summarise_parse_error`; every
+``report``'s parser (also jsonargparse's) reports through the same :func:`exit_with_parse_error`; every
 subcommand writes the errors it finds itself through :func:`exit_with_error` (``export``'s option
 errors are argparse's own).
 """
@@ -146,7 +146,14 @@ class RobustLensParser(LightningArgumentParser):
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:  # type: ignore[override]
         if not self.exit_on_error:  # a nested parser: the outermost one reports
             super().error(message, ex)
-        summary = summarise_parse_error(message)
-        if summary:
-            message = "\n  ".join(["invalid configuration:", *summary]) + "\n\ndetails:\n" + message
-        exit_with_error(message, 2, self.prog.replace(" [options]", ""))
+        exit_with_parse_error(message, self.prog.replace(" [options]", ""))
+
+
+def exit_with_parse_error(message: str, prog: str) -> NoReturn:
+    """Report a jsonargparse parse error of the command ``prog`` as ``field: reason`` lines
+    (followed by jsonargparse's own text) and exit with status 2; every subcommand's parser
+    errors go through here."""
+    summary = summarise_parse_error(message)
+    if summary:
+        message = "\n  ".join(["invalid configuration:", *summary]) + "\n\ndetails:\n" + message
+    exit_with_error(message, 2, prog)
