@@ -1,64 +1,97 @@
 """``python train.py report (--ckpt_path <checkpoint> | --bundle <folder>) --out_dir <folder>``.
 
-Writes an analysis report of a trained classifier (see :mod:`report`). The dataset is by
-default the datamodule the run recorded (its resolved recipe); change it as in ``fit``:
+Writes an analysis report of a trained classifier (see :mod:`report`). The parser is
+jsonargparse's, generated from :class:`report.ReportSettings` (its fields are the options, their
+types and defaults; its attribute descriptions the ``--help`` text), so every subcommand takes
+values in one grammar, ``fit``'s:
+
+    --methods '[saliency, grad_cam]'                 a list (YAML/JSON); --methods+=grad_cam appends
+    --eps '[0, 0.05, 0.1]'
+    --method_options '{integrated_gradients: {steps: 32}}'   or --method_options.integrated_gradients.steps=32
+    --overwrite, --no_progress, --no-verify          switches (also --overwrite=true, --progress=false)
+    --config report.yaml                             any of the options as a YAML file
+
+The dataset is by default the datamodule the run recorded (its resolved recipe); change it as in
+``fit``:
 
     --data configs/mnist/pgd_at.yaml                 the data: node of a recipe (or a file holding
                                                      one {class_path, init_args} node)
     --data.init_args.data_dir=~/data                 one argument of the recorded (or given) datamodule
     --data.class_path=datamodules.MNIST --data.init_args.data_dir=~/data    another datamodule
 
-Lists take several values: ``--methods saliency grad_cam --metrics deletion_auc
-randomisation --eps 0 0.05 0.1``; options of methods and metrics are mappings:
-``--method_options '{integrated_gradients: {steps: 32}}'`` or
-``--method_options.integrated_gradients.steps=32``.
+and in a ``--config`` file, ``data:`` holds a ``{class_path, init_args}`` node, or only
+``init_args`` to amend the recorded datamodule.
 
 Every option is checked before any work: a missing or damaged file (for a bundle: a file whose
 size or SHA-256 differs from its ``bundle.json``; ``--no-verify`` skips that check), an unknown
 method or metric, more examples than the test split, a dataset that does not fit the model stop
-the command with ``error: --<option>: ...`` and exit status 2, and nothing is written. The report
-folder is written all at once (:func:`export.staging.staged_folder`): a failed write (a full disk)
-ends with ``error: ...`` and exit status 1, and an earlier report in ``out_dir`` is left whole.
+the command with ``error: --<option>: ...`` and exit status 2, and nothing is written; so does a
+list written as separate words (``--methods saliency grad_cam``, the form before lists were
+written as in ``fit``), with the form to use. The report folder is written all at once
+(:func:`export.staging.staged_folder`): a failed write (a full disk) ends with ``error: ...`` and
+exit status 1, and an earlier report in ``out_dir`` is left whole.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
+import types
+import typing
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, NoReturn
+from typing import Any, NoReturn
 
+import docstring_parser
 import yaml
-from jsonargparse import ActionYesNo, ArgumentParser, Namespace
+from jsonargparse import ActionConfigFile, ActionYesNo, ArgumentParser, Namespace
 
 from attributions import ATTRIBUTION_NAMES
-from cli.errors import exit_with_error, summarise_parse_error
+from cli.errors import exit_with_error, exit_with_parse_error
 from datamodules import ImageDataModule
 from metrics import METRIC_NAMES
 from report.compute import compute_report
 from report.output import FILES, write_report
-from report.plan import (
-    ATTACK_CHOICES,
-    DEFAULT_ATTACKS,
-    DEFAULT_METHODS,
-    ReportError,
-    ReportSettings,
-    load_checked_source,
-    plan_report,
-)
+from report.plan import ATTACK_CHOICES, ReportError, ReportSettings, load_checked_source, plan_report
 from report.sources import Source
 
 PROG = "python train.py report"
+#: The names a list option accepts, added to its ``--help`` (the checks live in :mod:`report.plan`).
+CHOICES: dict[str, Sequence[str]] = {"methods": ATTRIBUTION_NAMES, "metrics": METRIC_NAMES, "attacks": ATTACK_CHOICES}
+#: Switches: ``--overwrite`` / ``--no_overwrite`` (``--verify``'s negation keeps its ``--no-verify`` spelling).
+NO_PREFIX: dict[str, str] = {"verify": "no-"}
+
+
+def _switches() -> list[str]:
+    return [f.name for f in dataclasses.fields(ReportSettings) if f.type in (bool, "bool")]
+
+
+def list_options() -> list[str]:
+    """The options whose value is a list (``Sequence[...]``, optionally ``| None``)."""
+    names = []
+    for name, hint in typing.get_type_hints(ReportSettings).items():
+        members = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+        if any(typing.get_origin(member) in (Sequence, list, tuple) for member in members):
+            names.append(name)
+    return names
 
 
 def build_parser(recorded_data: dict[str, Any] | None = None) -> ArgumentParser:
-    """The report's options; ``recorded_data`` is the default of ``--data``."""
+    """The report's options, from :class:`report.ReportSettings`; ``recorded_data`` is the
+    default of ``--data``."""
     parser = ArgumentParser(prog=PROG, description="Write an analysis report of a robustlens classifier.", exit_on_error=False)
-    parser.add_argument("--ckpt_path", type=str | None, default=None, help="a Lightning checkpoint of RobustClassifier")
-    parser.add_argument("--bundle", type=str | None, default=None, help="an export bundle folder (instead of --ckpt_path)")
-    parser.add_argument("--out_dir", type=str, required=True, help="the report folder to create")
-    parser.add_argument("--overwrite", action=ActionYesNo, default=False, help="replace out_dir if it holds files")
+    parser.add_argument("--config", action=ActionConfigFile, help="a YAML file of any of these options (as in fit)")
+    switches = _switches()
+    parser.add_class_arguments(ReportSettings, None, as_group=False, skip={"data", *switches})
+    docs = {p.arg_name: p.description for p in docstring_parser.parse(ReportSettings.__doc__ or "").params}
+    defaults = {f.name: f.default for f in dataclasses.fields(ReportSettings)}
+    for name in switches:
+        parser.add_argument(
+            f"--{name}", action=ActionYesNo(no_prefix=NO_PREFIX.get(name, "no_")), nargs="?",
+            default=defaults[name], help=docs.get(name),
+        )  # fmt: skip
     parser.add_subclass_arguments(
         ImageDataModule,
         "data",
@@ -68,61 +101,44 @@ def build_parser(recorded_data: dict[str, Any] | None = None) -> ArgumentParser:
     )
     if recorded_data is not None:
         parser.set_defaults(data=recorded_data)
-    parser.add_argument(
-        "--num_examples", type=int | None, default=None, help="test examples the metrics score (default: 100, or the test split if smaller)"
-    )
-    parser.add_argument("--batch_size", type=int, default=64, help="examples per batch")
-    parser.add_argument(
-        "--methods", nargs="+", type=str, default=list(DEFAULT_METHODS),
-        help=f"attribution methods, among {', '.join(ATTRIBUTION_NAMES)}",
-    )  # fmt: skip
-    parser.add_argument(
-        "--method_options", type=dict[str, dict[str, Any]], default={}, help="{method: {option: value}}"
-    )
-    parser.add_argument(
-        "--metrics", nargs="+", type=str, default=None,
-        help="explanation metrics (default: robustness, sensitivity, faithfulness and randomisation metrics, plus "
-        f"localisation ones when the data has masks), among {', '.join(METRIC_NAMES)}",
-    )  # fmt: skip
-    parser.add_argument(
-        "--metric_options", type=dict[str, dict[str, Any]], default={}, help="{metric: {option: value}}"
-    )
-    parser.add_argument(
-        "--target", type=Literal["predicted", "label"], default="predicted", help="the class explained"
-    )
-    parser.add_argument(
-        "--eps", nargs="+", type=float, default=None,
-        help="ε grid of the accuracy curve; 0 is always added (default: the recipe's evaluation ε times 0, ¼, ½, 1, 1½, 2)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--norm", type=Literal["linf", "l2"] | None, default=None, help="threat model (default: the recipe's, else linf)"
-    )
-    parser.add_argument(
-        "--attacks", nargs="+", type=str, default=None,
-        help=f"attacks of the accuracy curve, among {', '.join(ATTACK_CHOICES)} (default: {' '.join(DEFAULT_ATTACKS)}; "
-        "autoattack is the standard version, whose Square Attack takes minutes on a CPU)",
-    )  # fmt: skip
-    parser.add_argument("--attack_steps", type=int, default=20, help="steps of each PGD of the accuracy curve (step 2.5 ε / steps)")
-    parser.add_argument("--attack_restarts", type=int, default=1, help="restarts of each PGD (worst case kept)")
-    parser.add_argument(
-        "--accuracy_examples", type=int | None, default=None,
-        help="test examples of the accuracy curve (default: 1000, or the test split if smaller)",
-    )  # fmt: skip
-    parser.add_argument("--figure_examples", type=int, default=8, help="examples in the attribution figure")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the examples, attacks and every random draw")
-    parser.add_argument("--device", type=str, default="auto", help="auto (CUDA when available), cpu, cuda, cuda:<index>")
-    parser.add_argument("--progress", action=ActionYesNo, default=True, help="show progress bars")
-    parser.add_argument(
-        "--verify", action=ActionYesNo(no_prefix="no-"), default=True,
-        help="check a bundle's files against the sizes and SHA-256 digests in its bundle.json before loading it; "
-        "--no-verify for a bundle changed on purpose",
-    )  # fmt: skip
+    for action in parser._actions:  # the accepted names, from the registries
+        if action.dest in CHOICES:
+            action.help = f"{action.help} Among: {', '.join(CHOICES[action.dest])}."
     return parser
 
 
 def _fail(option: str | None, message: str) -> NoReturn:
     where = f"--{option}: " if option else ""
     exit_with_error(f"{where}{message}", 2, PROG)
+
+
+def _check_list_grammar(argv: list[str]) -> None:
+    """Refuse a list written as separate words (``--methods a b``, ``--eps 0.1``), naming the
+    form to use; ``--methods+=a`` (append one) passes to the parser."""
+    lists = set(list_options())
+    for i, arg in enumerate(argv):
+        name, has_value, inline = arg[2:].partition("=")
+        if not arg.startswith("--") or name not in lists:
+            continue
+        words = [inline] if has_value else []
+        for word in [] if has_value else argv[i + 1 :]:
+            if word.startswith("--") or word == "-h":
+                break
+            words.append(word)
+        if not words:
+            continue  # the parser reports the missing value
+        if len(words) == 1:
+            try:
+                if isinstance(yaml.safe_load(words[0]), list | None):
+                    continue
+            except yaml.YAMLError:
+                continue  # malformed YAML: the parser reports it
+        given = arg if has_value else " ".join([arg, *words])
+        _fail(
+            name,
+            f"{name} takes one list, written as in fit: --{name} '[{', '.join(words)}]' "
+            f"(or --{name}+=<value> to append one), got {given}",
+        )
 
 
 def _data_file(value: str) -> str:
@@ -141,40 +157,69 @@ def _data_file(value: str) -> str:
     return json.dumps(content)
 
 
-def _expand_data_files(argv: list[str]) -> tuple[list[str], bool, bool]:
-    """``argv`` with recipe files given to ``--data`` replaced by their data node; also whether
-    ``--data <value>`` was given and whether any ``--data...`` option was."""
+def _expand_data_files(argv: list[str]) -> list[str]:
+    """``argv`` with recipe files given to ``--data`` replaced by their data node."""
     out: list[str] = []
-    whole = False
     i = 0
     while i < len(argv):
         arg = argv[i]
         if arg == "--data" and i + 1 < len(argv):
             out += [arg, _data_file(argv[i + 1])]
-            whole = True
             i += 2
             continue
-        if arg.startswith("--data="):
-            out.append("--data=" + _data_file(arg.split("=", 1)[1]))
-            whole = True
-        else:
-            out.append(arg)
+        out.append("--data=" + _data_file(arg.split("=", 1)[1]) if arg.startswith("--data=") else arg)
         i += 1
-    return out, whole, any(a.startswith("--data") for a in argv)
+    return out
 
 
-def _source(argv: list[str]) -> Source | None:
-    """The model named by ``--ckpt_path`` / ``--bundle``, loaded before the full parse so that
-    ``--data`` can default to (and ``--data.init_args.*`` amend) the datamodule it recorded."""
+def _config_content(value: str) -> dict[str, Any]:
+    """The options in a ``--config`` value (a YAML file, or YAML written inline)."""
+    path = Path(value).expanduser()
+    try:
+        content = yaml.safe_load(path.read_text() if path.is_file() else value)
+    except (OSError, yaml.YAMLError) as error:
+        _fail("config", f"config must be a readable YAML file of the report's options, got {value}: {error}")
+    if not isinstance(content, dict):
+        what = "a file that does not hold a mapping" if path.is_file() else "neither a file nor a mapping"
+        _fail("config", f"config must be a YAML file of the report's options (or a mapping written inline), got {value}: {what}")
+    return content
+
+
+class _Given(argparse.Namespace):
+    """What the first pass learns: the model's source, and how the data was given."""
+
+    ckpt_path: str | None = None
+    bundle: str | None = None
+    verify: bool = True
+    whole_data: bool = False  # a full datamodule node (the recorded one is not its default)
+    any_data: bool = False  # the data was given at all (else the recorded one is used as recorded)
+
+
+class _ReadConfig(argparse.Action):
+    def __call__(self, parser, namespace, value, option_string=None) -> None:  # type: ignore[no-untyped-def]
+        content = _config_content(value)
+        for key in ("ckpt_path", "bundle", "verify"):
+            if key in content:
+                setattr(namespace, key, content[key])
+        if "data" in content:
+            namespace.any_data = True
+            data = content["data"]
+            namespace.whole_data = not isinstance(data, dict) or "class_path" in data
+
+
+def _first_pass(argv: list[str]) -> _Given:
+    """The options read before the full parse, in their order (a later one wins, as in the full
+    parse): the model's source, from the command line and ``--config`` files."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--ckpt_path")
     pre.add_argument("--bundle")
-    pre.add_argument("--verify", dest="verify", action="store_true", default=True)
+    pre.add_argument("--verify", dest="verify", nargs="?", const=True, type=lambda v: str(v).lower() in ("true", "yes"))
     pre.add_argument("--no-verify", dest="verify", action="store_false")
-    known, _ = pre.parse_known_args(argv)
-    if known.ckpt_path is None and known.bundle is None:
-        return None
-    return load_checked_source(known.ckpt_path, known.bundle, known.verify)
+    pre.add_argument("--config", action=_ReadConfig)
+    given, _ = pre.parse_known_args(argv, namespace=_Given())
+    given.whole_data = given.whole_data or any(a == "--data" or a.startswith("--data=") for a in argv)
+    given.any_data = given.any_data or any(a.startswith("--data") for a in argv)
+    return given
 
 
 def _settings(config: Namespace, data: dict[str, Any] | None) -> ReportSettings:
@@ -184,24 +229,33 @@ def _settings(config: Namespace, data: dict[str, Any] | None) -> ReportSettings:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Parse ``argv`` (default ``sys.argv[2:]``), write the report, print a summary; returns
-    the contents of ``report.json``. Bad input exits with status 2 before any work."""
+    the contents of ``report.json``. Bad input exits with status 2 before any work.
+
+    The model is loaded first (from ``--ckpt_path`` / ``--bundle``, on the command line or in a
+    ``--config`` file) so that ``--data`` can default to, and ``--data.init_args.*`` amend, the
+    datamodule its run recorded.
+    """
     argv = list(sys.argv[2:] if argv is None else argv)
-    argv, whole_data, any_data = _expand_data_files(argv)
-    source = None
-    if not any(a in ("-h", "--help") or a.endswith(".help") for a in argv):
+    helping = any(a in ("-h", "--help") or a.endswith(".help") for a in argv)
+    if not helping:
+        _check_list_grammar(argv)
+    argv = _expand_data_files(argv)
+    given, source = _first_pass(argv), None
+    if not helping and (given.ckpt_path is not None or given.bundle is not None):
         try:
-            source = _source(argv)
+            source = load_checked_source(given.ckpt_path, given.bundle, given.verify)
         except ReportError as error:
             _fail(error.option, str(error))
-    recorded = None if whole_data or source is None else source.data_config
+    recorded = None if given.whole_data or source is None else source.data_config
     parser = build_parser(recorded)
     try:
         config = parser.parse_args(argv)
     except argparse.ArgumentError as error:
-        summary = summarise_parse_error(str(error))
-        _fail(None, "invalid option: " + ("\n  ".join(summary) if summary else str(error)))
-    data = config.data.as_dict() if any_data and config.data is not None else None
+        exit_with_parse_error(str(error), PROG)
+    data = config.data.as_dict() if given.any_data and config.data is not None else None
     settings = _settings(config, data)
+    if (given.ckpt_path, given.bundle, given.verify) != (settings.ckpt_path, settings.bundle, settings.verify):
+        source = None  # the full parse disagrees with the first pass: plan_report loads what it says
     try:
         plan = plan_report(settings, source)
     except ReportError as error:

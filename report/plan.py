@@ -97,41 +97,46 @@ class ReportError(ValueError):
         self.option = option
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ReportSettings:
-    """Everything a report can be told; the command line's options (see :mod:`cli.report`).
+    """Everything a report can be told: the command line's options, generated from this class
+    and its attribute descriptions (see :mod:`cli.report`).
 
     Attributes:
-        ckpt_path: a Lightning checkpoint of RobustClassifier; or
-        bundle: an export bundle folder (exactly one of the two).
-        out_dir: the folder to write; it must not exist or be empty unless ``overwrite``.
-        overwrite: replace ``out_dir``.
+        ckpt_path: a Lightning checkpoint of RobustClassifier (or give bundle; exactly one of the two).
+        bundle: an export bundle folder (instead of ckpt_path).
+        out_dir: the report folder to create; it must not exist or be empty unless overwrite.
+        overwrite: replace out_dir if it holds files.
         data: the datamodule: None for the one the run recorded, a config node
             ``{class_path, init_args}``, or an :class:`ImageDataModule`.
-        num_examples: test examples scored by the metrics (None: 100, or the test split if smaller).
+        num_examples: test examples the metrics score (None: 100, or the test split if smaller).
         batch_size: examples per batch.
-        methods: attribution method names.
-        method_options: ``{method: {option: value}}`` for :func:`attributions.build_attribution`.
-        metrics: metric names (None: the defaults for the dataset).
-        metric_options: ``{metric: {option: value}}`` (see :mod:`metrics.registry`).
-        target: the class explained: "predicted" (what the model decided) or "label".
-        eps: the ε grid of the accuracy curve (0 is always added; None: the default grid).
-        norm: "linf" or "l2" (None: the recipe's evaluation norm, else "linf").
-        attacks: attacks of the accuracy curve, among :data:`ATTACK_CHOICES` (None: the defaults).
-        attack_steps: steps of each PGD of the accuracy curve.
-        attack_restarts: PGD restarts (the worst case per example is kept).
-        accuracy_examples: test examples of the accuracy curve (None: 1 000 or the test split).
+        methods: attribution methods.
+        method_options: options of the methods, {method: {option: value}} (see
+            attributions.build_attribution).
+        metrics: explanation metrics (None: robustness, sensitivity, faithfulness and randomisation
+            metrics, plus localisation ones when the data has masks).
+        metric_options: options of the metrics, {metric: {option: value}} (see metrics.registry).
+        target: the class explained: predicted (what the model decided) or label.
+        eps: the ε grid of the accuracy curve; 0 is always added (None: the recipe's evaluation ε
+            times 0, ¼, ½, 1, 1½, 2).
+        norm: the threat model, linf or l2 (None: the recipe's evaluation norm, else linf).
+        attacks: attacks of the accuracy curve (None: pgd-ce, pgd-margin, pgd-dlr, autoattack-fast;
+            autoattack is the standard version, whose Square Attack takes minutes on a CPU).
+        attack_steps: steps of each PGD of the accuracy curve (step 2.5 ε / steps).
+        attack_restarts: restarts of each PGD (the worst case per example is kept).
+        accuracy_examples: test examples of the accuracy curve (None: 1 000, or the test split if smaller).
         figure_examples: examples shown in the attribution figure.
         seed: seed of the example draw, the attacks' starts and every random draw.
-        device: "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
+        device: auto (CUDA when available), cpu, cuda, cuda:<index>.
         progress: show progress bars.
-        verify: check a bundle's files against the sizes and SHA-256 digests in its
-            ``bundle.json`` before loading it (off only for a bundle changed on purpose).
+        verify: check a bundle's files against the sizes and SHA-256 digests in its bundle.json
+            before loading it (off only for a bundle changed on purpose).
     """
 
     ckpt_path: str | None = None
     bundle: str | None = None
-    out_dir: str = "report"
+    out_dir: str
     overwrite: bool = False
     data: dict[str, Any] | ImageDataModule | None = None
     num_examples: int | None = None

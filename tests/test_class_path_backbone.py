@@ -142,8 +142,8 @@ def test_report_from_checkpoint_and_bundle(run) -> None:
     for source in (["--ckpt_path", str(run["last"])], ["--bundle", str(run["bundle"])]):
         out = run["root"] / f"report-{source[0].strip('-')}"
         train.main(
-            ["report", *source, "--out_dir", str(out), "--num_examples", "8", "--methods", "saliency",
-             "--metrics", "topk_intersection@noise", "--eps", "0.1", "--no_progress"]
+            ["report", *source, "--out_dir", str(out), "--num_examples", "8", "--methods", "[saliency]",
+             "--metrics", "[topk_intersection@noise]", "--eps", "[0.1]", "--no_progress"]
         )  # fmt: skip
         records.append(json.loads((out / "report.json").read_text()))
         assert f"{MODULE}.LeNetish(hidden=24)" in (out / "report.md").read_text().splitlines()[0]

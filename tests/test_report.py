@@ -146,11 +146,11 @@ def test_report_writes_the_table_the_figure_and_the_plot(default_report: Path) -
 
 def test_checkpoint_and_its_bundle_give_the_same_numbers(model_files: dict[str, Path], tmp_path: Path) -> None:
     common = [
-        "--num_examples", "12", "--batch_size", "5", "--methods", "saliency", "smoothgrad", "random",
+        "--num_examples", "12", "--batch_size", "5", "--methods", "[saliency, smoothgrad, random]",
         "--method_options", "{smoothgrad: {n_samples: 3}}",
-        "--metrics", "topk_intersection@noise", "max_sensitivity", "infidelity", "randomisation", "relevance_rank",
+        "--metrics", "[topk_intersection@noise, max_sensitivity, infidelity, randomisation, relevance_rank]",
         "--metric_options", "{max_sensitivity: {n_samples: 4}, infidelity: {n_samples: 10}}",
-        "--eps", "0.05", "0.1", "--attack_steps", "4", "--figure_examples", "3", "--attacks", "pgd-ce", "pgd-margin",
+        "--eps", "[0.05, 0.1]", "--attack_steps", "4", "--figure_examples", "3", "--attacks", "[pgd-ce, pgd-margin]",
         "--accuracy_examples", "24",
     ]  # fmt: skip
     from_checkpoint = report("--ckpt_path", str(model_files["checkpoint"]), "--out_dir", str(tmp_path / "c"), *common)
@@ -175,8 +175,9 @@ def test_accuracy_is_clean_at_zero_and_falls_with_eps(model_files: dict[str, Pat
     eps = ["0.02", "0.05", "0.1", "0.2", "0.4"]
     record = report(
         "--ckpt_path", str(model_files["checkpoint"]), "--out_dir", str(tmp_path / "acc"),
-        "--methods", "edge", "--metrics", "pointing_game", "--num_examples", "4", "--figure_examples", "2",
-        "--accuracy_examples", "40", "--eps", *eps, "--attack_steps", "40", "--seed", "3", "--attacks", "pgd-ce", "pgd-dlr",
+        "--methods", "[edge]", "--metrics", "[pointing_game]", "--num_examples", "4", "--figure_examples", "2",
+        "--accuracy_examples", "40", "--eps", f"[{', '.join(eps)}]", "--attack_steps", "40", "--seed", "3",
+        "--attacks", "[pgd-ce, pgd-dlr]",
     )  # fmt: skip
     curve = record["accuracy"]
     # Clean accuracy on the same 40 examples, computed here from the checkpoint and the data.
@@ -200,8 +201,8 @@ def test_data_from_a_recipe_file_and_init_args_override_and_overwrite(model_file
     text = recorded.replace(f"test_size: {TEST_SIZE}", "test_size: 20")
     assert text != recorded
     recipe.write_text(text)
-    quick = ["--methods", "saliency", "--metrics", "deletion_auc", "--num_examples", "6", "--figure_examples", "2",
-             "--eps", "0.1", "--attack_steps", "2"]  # fmt: skip
+    quick = ["--methods", "[saliency]", "--metrics", "[deletion_auc]", "--num_examples", "6", "--figure_examples", "2",
+             "--eps", "[0.1]", "--attack_steps", "2"]  # fmt: skip
     from_file = report(
         "--bundle", str(model_files["bundle"]), "--out_dir", str(tmp_path / "f"), "--data", str(recipe), *quick
     )
@@ -221,21 +222,28 @@ def test_data_from_a_recipe_file_and_init_args_override_and_overwrite(model_file
         (["--ckpt_path", "ROOT/missing.ckpt"], "--ckpt_path", ["does not exist"]),
         (["--bundle", "ROOT"], "--bundle", ["bundle.json"]),
         (["--ckpt_path", "CKPT", "--bundle", "BUNDLE"], "--ckpt_path", ["exactly one"]),
-        (["--ckpt_path", "CKPT", "--methods", "saliency", "salincy"], "--methods", ["salincy", "grad_cam"]),
-        (["--ckpt_path", "CKPT", "--metrics", "deletion_auc", "kendal@noise"], "--metrics", ["kendal@noise"]),
-        (["--ckpt_path", "CKPT", "--metrics", "spurious_share"], "--metrics", ["spurious_masks"]),
+        (["--ckpt_path", "CKPT", "--methods", "[saliency, salincy]"], "--methods", ["salincy", "grad_cam"]),
+        (["--ckpt_path", "CKPT", "--metrics", "[deletion_auc, kendal@noise]"], "--metrics", ["kendal@noise"]),
+        (["--ckpt_path", "CKPT", "--metrics", "[spurious_share]"], "--metrics", ["spurious_masks"]),
         (["--ckpt_path", "CKPT", "--num_examples", str(TEST_SIZE + 1)], "--num_examples", [str(TEST_SIZE)]),
         (["--ckpt_path", "CKPT", "--accuracy_examples", "0"], "--accuracy_examples", [">= 1"]),
         (["--ckpt_path", "CKPT", "--num_examples", "4"], "--figure_examples", ["<= num_examples"]),
-        (["--ckpt_path", "CKPT", "--eps", "0.1", "1.5"], "--eps", ["[0, 1]"]),
+        (["--ckpt_path", "CKPT", "--eps", "[0.1, 1.5]"], "--eps", ["[0, 1]"]),
         (["--ckpt_path", "CKPT", "--method_options", "{saliency: {stps: 3}}"], "--method_options", ["stps"]),
         (["--ckpt_path", "CKPT", "--metric_options", "{deletion_auc: {steps: 0}}"], "--metric_options", ["steps"]),
-        (["--ckpt_path", "CKPT", "--metrics", "deletion_auc", "--metric_options", "{infidelity: {}}"], "--metric_options", ["infidelity"]),
+        (["--ckpt_path", "CKPT", "--metrics", "[deletion_auc]", "--metric_options", "{infidelity: {}}"], "--metric_options", ["infidelity"]),
         (["--ckpt_path", "CKPT", "--data", str(REPO / "configs" / "quickstart.yaml")], "--data", ["match"]),
         (["--ckpt_path", "CKPT", "--data.init_args.test_size=0"], "--data.init_args.test_size", ["must be >= 1"]),
         (["--ckpt_path", "CKPT", "--data.init_args.tst_size=9"], "data", ["tst_size"]),
         (["--ckpt_path", "CKPT", "--attack_steps", "many"], "attack_steps", ["many"]),
         (["--ckpt_path", "CKPT", "--device", "tpu:0"], "--device", ["tpu:0"]),
+        # Lists are written as in fit; separate words are refused with the form to use.
+        (["--ckpt_path", "CKPT", "--methods", "saliency", "grad_cam"], "--methods", ["--methods '[saliency, grad_cam]'"]),
+        (["--ckpt_path", "CKPT", "--eps", "0.1"], "--eps", ["--eps '[0.1]'"]),
+        # Options from a --config file are checked as the same options on the command line.
+        (["--config", "{ckpt_path: CKPT, methods: [saliency, salincy]}"], "--methods", ["salincy", "grad_cam"]),
+        (["--ckpt_path", "CKPT", "--config", "{data: {init_args: {test_size: 0}}}"], "--data.init_args.test_size", [">= 1"]),
+        (["--ckpt_path", "CKPT", "--target", "labels"], "target", ["labels"]),
     ],
 )
 def test_bad_input_fails_before_any_work_naming_the_option(
@@ -259,6 +267,36 @@ def test_bad_input_fails_before_any_work_naming_the_option(
     assert not (tmp_path / "out").exists()  # nothing written, not even the parent or a staging folder
 
 
+def test_lists_and_a_config_file_in_the_grammar_of_fit_give_the_same_report(
+    model_files: dict[str, Path], tmp_path: Path
+) -> None:
+    """``--methods '[a, b]'``, ``--methods+=a --methods+=b`` and a ``--config`` file holding the
+    same options (the model and an amended datamodule included) are one request: the same report."""
+    quick = ["--num_examples", "6", "--figure_examples", "2", "--attack_steps", "2", "--accuracy_examples", "12"]
+    listed = report(
+        "--ckpt_path", str(model_files["checkpoint"]), "--out_dir", str(tmp_path / "listed"), *quick,
+        "--methods", "[saliency, edge]", "--metrics", '["deletion_auc", "pointing_game"]', "--eps", "[0.05, 0.1]",
+        "--attacks", "[pgd-ce, pgd-margin]", "--data.init_args.test_size=24",
+    )  # fmt: skip
+    appended = report(
+        "--ckpt_path", str(model_files["checkpoint"]), "--out_dir", str(tmp_path / "appended"), *quick,
+        "--methods+=saliency", "--methods+=edge", "--metrics+=deletion_auc", "--metrics+=pointing_game",
+        "--eps+=0.05", "--eps+=0.1", "--attacks+=pgd-ce", "--attacks+=pgd-margin", "--data.init_args.test_size=24",
+    )  # fmt: skip
+    config = tmp_path / "report.yaml"
+    config.write_text(
+        f"ckpt_path: {model_files['checkpoint']}\n"
+        "methods: [saliency, edge]\nmetrics:\n  - deletion_auc\n  - pointing_game\neps: [0.05, 0.1]\n"
+        "attacks: [pgd-ce, pgd-margin]\ndata:\n  init_args:\n    test_size: 24\nprogress: false\n"
+    )
+    from_config = report("--config", str(config), "--out_dir", str(tmp_path / "config"), *quick)
+    assert list(listed["metrics"]) == ["saliency", "edge"] and listed["accuracy"]["eps"] == pytest.approx([0, 0.05, 0.1])
+    assert listed["data"]["split_size"] == 24 and listed["data"]["config"]["init_args"]["image_size"] == 16
+    for other in (appended, from_config):
+        for key in ("metrics", "accuracy", "settings", "data", "source"):
+            assert other[key] == listed[key], key
+
+
 def test_existing_out_dir_is_kept_unless_overwrite(default_report: Path, model_files: dict[str, Path]) -> None:
     before = {p.name: p.stat().st_mtime_ns for p in default_report.iterdir()}
     with pytest.raises(SystemExit):
@@ -276,9 +314,9 @@ def test_the_callbacks_and_a_report_give_the_same_numbers_on_the_same_model_and_
     record = report(
         "--ckpt_path", str(model_files["checkpoint"]), "--out_dir", str(tmp_path / "r"), "--target", "label",
         "--num_examples", str(n), "--accuracy_examples", str(n), "--figure_examples", "2", "--batch_size", "5",
-        "--methods", *methods, "--method_options", "{integrated_gradients: {steps: 4}}",
-        "--metrics", *metrics, "randomisation", "--eps", "0.05", "0.1",
-        "--attacks", "pgd-ce", "pgd-margin", "autoattack-fast", "--attack_steps", "4",
+        "--methods", f"[{', '.join(methods)}]", "--method_options", "{integrated_gradients: {steps: 4}}",
+        "--metrics", f"[{', '.join(metrics)}, randomisation]", "--eps", "[0.05, 0.1]",
+        "--attacks", "[pgd-ce, pgd-margin, autoattack-fast]", "--attack_steps", "4",
     )  # fmt: skip
     loaded = load_classifier(model_files["checkpoint"])
     probe = SyntheticShapes(**record["data"]["config"]["init_args"]).probe_batch(n, seed=0, split="test")
@@ -319,8 +357,8 @@ def test_a_saturated_softmax_is_flagged_in_the_report(model_files: dict[str, Pat
         checkpoint["state_dict"][key] = checkpoint["state_dict"][key] * 1e4
     saturated = tmp_path / "saturated.ckpt"
     torch.save(checkpoint, saturated)
-    quick = ["--methods", "edge", "--metrics", "pointing_game", "--num_examples", "4", "--figure_examples", "2",
-             "--eps", "0.1", "--accuracy_examples", "24", "--attacks", "pgd-ce", "pgd-margin", "autoattack-fast"]  # fmt: skip
+    quick = ["--methods", "[edge]", "--metrics", "[pointing_game]", "--num_examples", "4", "--figure_examples", "2",
+             "--eps", "[0.1]", "--accuracy_examples", "24", "--attacks", "[pgd-ce, pgd-margin, autoattack-fast]"]  # fmt: skip
     record = report("--ckpt_path", str(saturated), "--out_dir", str(tmp_path / "s"), *quick)
     by_attack = record["accuracy"]["by_attack"]
     assert by_attack["pgd20-ce"][1] > by_attack["autoattack-fast"][1] + 0.3
@@ -331,8 +369,8 @@ def test_a_saturated_softmax_is_flagged_in_the_report(model_files: dict[str, Pat
     assert plain["accuracy"]["warnings"] == []  # the same model without the scaling: no warning
 
 
-QUICK = ["--methods", "saliency", "--metrics", "deletion_auc", "--num_examples", "6", "--figure_examples", "2",
-         "--eps", "0.1", "--attack_steps", "2"]  # fmt: skip
+QUICK = ["--methods", "[saliency]", "--metrics", "[deletion_auc]", "--num_examples", "6", "--figure_examples", "2",
+         "--eps", "[0.1]", "--attack_steps", "2"]  # fmt: skip
 
 
 def _tampered_bundle(bundle: Path, tmp_path: Path) -> Path:
