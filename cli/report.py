@@ -10,6 +10,7 @@ values in one grammar, ``fit``'s:
     --method_options '{integrated_gradients: {steps: 32}}'   or --method_options.integrated_gradients.steps=32
     --overwrite, --no_progress, --no-verify          switches (also --overwrite=true, --progress=false)
     --config report.yaml                             any of the options as a YAML file
+    --print_config                                   print them as such a file (the datamodule in full), then exit
 
 The dataset is by default the datamodule the run recorded (its resolved recipe); change it as in
 ``fit``:

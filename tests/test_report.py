@@ -268,16 +268,25 @@ def test_bad_input_fails_before_any_work_naming_the_option(
 
 
 def test_lists_and_a_config_file_in_the_grammar_of_fit_give_the_same_report(
-    model_files: dict[str, Path], tmp_path: Path
+    model_files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """``--methods '[a, b]'``, ``--methods+=a --methods+=b`` and a ``--config`` file holding the
-    same options (the model and an amended datamodule included) are one request: the same report."""
+    """``--methods '[a, b]'``, ``--methods+=a --methods+=b``, a ``--config`` file holding the
+    same options (the model and an amended datamodule included) and the file ``--print_config``
+    writes are one request: the same report."""
     quick = ["--num_examples", "6", "--figure_examples", "2", "--attack_steps", "2", "--accuracy_examples", "12"]
-    listed = report(
-        "--ckpt_path", str(model_files["checkpoint"]), "--out_dir", str(tmp_path / "listed"), *quick,
-        "--methods", "[saliency, edge]", "--metrics", '["deletion_auc", "pointing_game"]', "--eps", "[0.05, 0.1]",
-        "--attacks", "[pgd-ce, pgd-margin]", "--data.init_args.test_size=24",
-    )  # fmt: skip
+    options = [
+        "--ckpt_path", str(model_files["checkpoint"]), *quick, "--methods", "[saliency, edge]",
+        "--metrics", '["deletion_auc", "pointing_game"]', "--eps", "[0.05, 0.1]", "--attacks", "[pgd-ce, pgd-margin]",
+        "--data.init_args.test_size=24",
+    ]  # fmt: skip
+    listed = report(*options, "--out_dir", str(tmp_path / "listed"))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["report", *options, "--out_dir", str(tmp_path / "printed"), "--no_progress", "--print_config"])
+    assert exit_info.value.code == 0 and not (tmp_path / "printed").exists()
+    printed = tmp_path / "printed.yaml"
+    printed.write_text(capsys.readouterr().out)
+    reprinted = report("--config", str(printed), "--out_dir", str(tmp_path / "reprinted"))
     appended = report(
         "--ckpt_path", str(model_files["checkpoint"]), "--out_dir", str(tmp_path / "appended"), *quick,
         "--methods+=saliency", "--methods+=edge", "--metrics+=deletion_auc", "--metrics+=pointing_game",
@@ -292,7 +301,7 @@ def test_lists_and_a_config_file_in_the_grammar_of_fit_give_the_same_report(
     from_config = report("--config", str(config), "--out_dir", str(tmp_path / "config"), *quick)
     assert list(listed["metrics"]) == ["saliency", "edge"] and listed["accuracy"]["eps"] == pytest.approx([0, 0.05, 0.1])
     assert listed["data"]["split_size"] == 24 and listed["data"]["config"]["init_args"]["image_size"] == 16
-    for other in (appended, from_config):
+    for other in (appended, from_config, reprinted):
         for key in ("metrics", "accuracy", "settings", "data", "source"):
             assert other[key] == listed[key], key
 
