@@ -211,13 +211,16 @@ class _ReadConfig(argparse.Action):
 def _first_pass(argv: list[str]) -> _Given:
     """The options read before the full parse, in their order (a later one wins, as in the full
     parse): the model's source, from the command line and ``--config`` files."""
-    pre = argparse.ArgumentParser(add_help=False)
+    pre = argparse.ArgumentParser(add_help=False, exit_on_error=False)
     pre.add_argument("--ckpt_path")
     pre.add_argument("--bundle")
     pre.add_argument("--verify", dest="verify", nargs="?", const=True, type=lambda v: str(v).lower() in ("true", "yes"))
     pre.add_argument("--no-verify", dest="verify", action="store_false")
     pre.add_argument("--config", action=_ReadConfig)
-    given, _ = pre.parse_known_args(argv, namespace=_Given())
+    try:
+        given, _ = pre.parse_known_args(argv, namespace=_Given())
+    except argparse.ArgumentError:  # --ckpt_path without its value, ...: the full parse reports it
+        given = _Given()
     given.whole_data = given.whole_data or any(a == "--data" or a.startswith("--data=") for a in argv)
     given.any_data = given.any_data or any(a.startswith("--data") for a in argv)
     return given
@@ -241,7 +244,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if not helping:
         _check_list_grammar(argv)
     argv = _expand_data_files(argv)
-    given, source = _first_pass(argv), None
+    given = _first_pass(argv)
+    source: Source | None = None
     if not helping and (given.ckpt_path is not None or given.bundle is not None):
         try:
             source = load_checked_source(given.ckpt_path, given.bundle, given.verify)
