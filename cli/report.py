@@ -20,8 +20,9 @@ The dataset is by default the datamodule the run recorded (its resolved recipe);
     --data.init_args.data_dir=~/data                 one argument of the recorded (or given) datamodule
     --data.class_path=datamodules.MNIST --data.init_args.data_dir=~/data    another datamodule
 
-and in a ``--config`` file, ``data:`` holds a ``{class_path, init_args}`` node, or only
-``init_args`` to amend the recorded datamodule.
+and in a ``--config`` file, ``data:`` holds a ``{class_path, init_args}`` node (or the path of a
+file holding one; a recipe is refused there, naming ``--data <recipe>``), or only ``init_args``
+to amend the recorded datamodule.
 
 Every option is checked before any work: a missing or damaged file (for a bundle: a file whose
 size or SHA-256 differs from its ``bundle.json``; ``--no-verify`` skips that check), an unknown
@@ -206,6 +207,26 @@ class _ReadConfig(argparse.Action):
             namespace.any_data = True
             data = content["data"]
             namespace.whole_data = not isinstance(data, dict) or "class_path" in data
+            if isinstance(data, str) and _is_recipe(data, Path(value).expanduser().parent):
+                _fail(
+                    "data",
+                    f"data in a --config file must be a {{class_path, init_args}} node or a file holding one, got the "
+                    f"recipe {data} (in {value}); give a recipe on the command line: --data {data}",
+                )
+
+
+def _is_recipe(value: str, base: Path) -> bool:
+    """Whether ``value`` names (beside ``base``, where jsonargparse looks first, or as given) a
+    YAML file with a ``data:`` node rather than a datamodule node itself."""
+    for path in (base / value, Path(value)):
+        path = path.expanduser()
+        if path.is_file():
+            try:
+                content = yaml.safe_load(path.read_text())
+            except (OSError, yaml.YAMLError):
+                return False  # the parser reports an unreadable file
+            return isinstance(content, dict) and "class_path" not in content and isinstance(content.get("data"), dict)
+    return False
 
 
 def _first_pass(argv: list[str]) -> _Given:

@@ -244,6 +244,8 @@ def test_data_from_a_recipe_file_and_init_args_override_and_overwrite(model_file
         (["--config", "{ckpt_path: CKPT, methods: [saliency, salincy]}"], "--methods", ["salincy", "grad_cam"]),
         (["--ckpt_path", "CKPT", "--config", "{data: {init_args: {test_size: 0}}}"], "--data.init_args.test_size", [">= 1"]),
         (["--ckpt_path", "CKPT", "--target", "labels"], "target", ["labels"]),
+        (["--ckpt_path", "CKPT", "--config", f"{{data: {REPO / 'configs' / 'quickstart.yaml'}}}"], "--data",
+         ["recipe", f"--data {REPO / 'configs' / 'quickstart.yaml'}"]),
     ],
 )
 def test_bad_input_fails_before_any_work_naming_the_option(
