@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attacks import PGD, make_threat_model
+from attacks import PGD, make_threat_model, per_example_cross_entropy
 from common.modes import module_mode
 from lightning_modules import build_model
 from tests.conftest import LinearImageClassifier
@@ -247,3 +247,32 @@ def test_margin_and_dlr_pgd_raise_their_loss_and_stay_in_the_ball(loss: str) -> 
 
     with torch.no_grad():
         assert LOSS_FUNCTIONS[loss](model(x_adv), y).mean() > LOSS_FUNCTIONS[loss](model(x), y).mean()
+
+
+def test_early_stop_freezes_an_example_once_it_is_misclassified_as_wong_et_al() -> None:
+    """Examples the model misclassifies at the start keep their start; the others move, and
+    an example stops at the first iterate where it is misclassified (the step from there is
+    not taken)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    x = torch.rand(32, 1, 4, 4)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    y[:8] = (y[:8] + 1) % 3  # misclassified from the start
+    attack = PGD(eps=0.3, step_size=0.05, steps=10, random_start=False, early_stop=True)
+    x_adv = attack(model, x, y)
+    assert torch.equal(x_adv[:8], x[:8])  # never moved
+    assert (x_adv[8:] - x[8:]).abs().amax() > 0
+    # Replay: each example's iterates under the plain attack; early stop keeps the first
+    # misclassified one (or the last iterate when it never flips).
+    plain = PGD(eps=0.3, step_size=0.05, steps=1, random_start=False)
+    iterate, stopped = x.clone(), torch.zeros(32, dtype=torch.bool)
+    for _ in range(10):
+        with torch.no_grad():
+            stopped |= model(iterate).argmax(1) != y
+        nxt = plain.threat.project(plain._ascend(model, x, y, per_example_cross_entropy, iterate.clone()), x)
+        iterate = torch.where(stopped.view(-1, 1, 1, 1), iterate, nxt)
+    torch.testing.assert_close(x_adv, iterate)
+    assert "early_stop=True" in repr(attack)
+    with pytest.raises(ValueError, match="early_stop needs class labels"):
+        attack.perturb(model, x, torch.rand(32, 3), lambda logits, t: (logits * t).sum(1))

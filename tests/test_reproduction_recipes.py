@@ -55,6 +55,7 @@ def attack_settings(config: dict) -> list[dict]:
 PROTOCOLS = {
     "fgsm_rs_wong": ("wong2020_mnist", 100, "torch.optim.Adam", 0.005, {"max_epochs": 10}),
     "pgd_at_madry": ("wong2020_mnist", 50, "torch.optim.Adam", 1e-4, {"max_steps": 100_000}),
+    "pgd_at_wong": ("wong2020_mnist", 50, "torch.optim.Adam", 1e-4, {"max_steps": 100_000}),
     "trades_zhang": ("zhang2019_mnist", 128, "torch.optim.SGD", 0.01, {"max_epochs": 100}),
     "saliency_guided_ismail": ("ismail2021_mnist", 512, "torch.optim.Adadelta", 1.0, {"max_epochs": 100}),
     "erm_ismail": ("ismail2021_mnist", 512, "torch.optim.Adadelta", 1.0, {"max_epochs": 100}),
@@ -67,7 +68,7 @@ PROTOCOLS = {
 def test_every_row_has_its_recipe() -> None:
     assert RECIPES == sorted(
         [f"mnist/{row}" for row in PROTOCOLS]
-        + [f"fashion_mnist/{row}" for row in PROTOCOLS if row not in ("saliency_guided_ismail", "erm_ismail")]
+        + [f"fashion_mnist/{row}" for row in PROTOCOLS if row not in ("saliency_guided_ismail", "erm_ismail", "pgd_at_wong")]
     )
 
 
@@ -83,7 +84,7 @@ def test_recipe_states_the_papers_protocol(recipe: str) -> None:
     # Raw [0, 1] pixels for every network but Ismail et al.'s, whose code normalises.
     assert data["normalize"] is (backbone == "ismail2021_mnist")
     # Madry et al.'s and Chen et al.'s TensorFlow loader trains on 55 000 images.
-    assert data["val_size"] == (5000 if row.endswith(("madry", "chen")) else 1000)
+    assert data["val_size"] == (5000 if row.endswith(("madry", "chen")) or row == "pgd_at_wong" else 1000)
     # Every attack of the objective works in the dataset's threat model.
     eps = EPS[dataset]
     attacks = attack_settings(config)
@@ -96,6 +97,8 @@ def test_recipe_states_the_papers_protocol(recipe: str) -> None:
         assert attacks == [{"eps": eps, "step_size": 0.01, "steps": steps, "random_start": True, **(
             {"model_mode": "eval"} if row == "trades_zhang" else {}
         )}]  # fmt: skip
+    if row == "pgd_at_wong":  # Madry et al.'s attack with Wong et al.'s per-example early stop
+        assert attacks == [{"eps": eps, "step_size": 0.01, "steps": 40, "random_start": True, "early_stop": True}]
     if row == "trades_zhang":
         assert objective["init_args"]["beta"] == 1.0 and model["optimizer"]["init_args"]["momentum"] == 0.9
     if row == "saliency_guided_ismail":
