@@ -113,20 +113,3 @@ def test_batching_and_counts_across_parts_change_nothing(trained_shapes) -> None
 def test_bad_attack_lists_and_radii_name_the_argument(attacks: list, eps: list, message: str) -> None:
     with pytest.raises(ValueError, match=f"^{message}"):
         check_attacks(attacks, eps)
-
-
-def test_the_evaluation_core_and_the_plain_packages_import_no_lightning() -> None:
-    """Plain PyTorch at the core (a notebook can use it on an exported model): no module of these
-    packages imports Lightning, or a package of the Lightning side."""
-    import ast
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    forbidden = ("pytorch_lightning", "lightning", "callbacks", "lightning_modules", "datamodules", "report", "train")
-    for package in ("evaluation", "attacks", "attributions", "metrics", "losses"):
-        for path in (root / package).rglob("*.py"):
-            for node in ast.walk(ast.parse(path.read_text())):
-                names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
-                names += [node.module] if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 else []
-                for name in names:
-                    assert name.split(".")[0] not in forbidden, f"{path.relative_to(root)} imports {name}"
