@@ -30,6 +30,7 @@ from export.staging import staged_folder
 from lightning_modules.backbones import backbone_label
 from metrics import metric_spec
 from report.compute import ReportResult
+from report.plan import FAST_PROFILE, ReportPlan
 from report.figures import accuracy_plot, attribution_figure
 
 REPORT_FORMAT = "robustlens-report"
@@ -115,6 +116,17 @@ def accuracy_warnings(eps: list[float], by_attack: dict[str, list[float]]) -> li
     return warnings
 
 
+def upper_bound_statement(plan: ReportPlan) -> str | None:
+    """Why every robust accuracy of the curve is only an upper bound (no AutoAttack ran), or None."""
+    if any(isinstance(a, AutoAttack) for a in plan.attacks):
+        return None
+    made = "made with --fast, " if plan.settings.fast else ""
+    return (
+        f"{made}no AutoAttack: every robust accuracy here is an upper bound (PGD only; a stronger attack may "
+        "break more examples); run the report without --fast (or with --attacks '[..., autoattack]') for a figure to quote"
+    )
+
+
 def report_record(result: ReportResult) -> dict[str, Any]:
     """The contents of ``report.json``."""
     plan, settings = result.plan, result.plan.settings
@@ -155,6 +167,9 @@ def report_record(result: ReportResult) -> dict[str, Any]:
                 "metrics": plan.metric_options,
                 "accuracy_attacks": [attack_settings(a, int(source.loaded.architecture["num_classes"])) for a in plan.attacks],
                 "figure_examples": result.figure.indices.tolist(),
+                "attack_steps": settings.attack_steps,
+                "fast": settings.fast,
+                "fast_profile": FAST_PROFILE if settings.fast else None,
             },
             "accuracy": {
                 "clean": curve.clean,
@@ -167,6 +182,7 @@ def report_record(result: ReportResult) -> dict[str, Any]:
                 "non_increasing": curve.non_increasing,
                 "recipe_eval_eps": recipe_eval_eps(result),
                 "warnings": accuracy_warnings(curve.eps, curve.by_attack),
+                "upper_bounds": upper_bound_statement(plan),
             },
             "metrics": {
                 method: {name: {k: v for k, v in vars(cell).items() if v is not None or k == "value"} for name, cell in row.items()}
@@ -219,6 +235,9 @@ def report_markdown(record: dict[str, Any]) -> str:
         f"examples drawn with seed {settings['seed']}.",
         f"- Explained class: {settings['target']}. Device: {settings['device']}; torch "
         f"{record['environment']['torch']}; {record['seconds']['total']:.1f} s in all.",
+        *([f"- Made with `--fast` (a cheaper profile; its settings are in report.json's `settings.fast_profile`, "
+           "options given explicitly kept their values): fewer attribution samples, PGD only in the accuracy curve."]
+          if settings.get("fast") else []),
         "",
         "## Accuracy against ε",
         "",
@@ -243,6 +262,8 @@ def report_markdown(record: dict[str, Any]) -> str:
         "the worst case; a cross-entropy PGD figure (`pgd*-ce`) is an upper bound that overstates robustness wherever "
         "the softmax saturates or the gradients are masked.",
     ]
+    if accuracy.get("upper_bounds"):
+        lines += ["", f"**Upper bounds only**: {accuracy['upper_bounds'][0].upper()}{accuracy['upper_bounds'][1:]}."]
     if accuracy["warnings"]:
         lines += [
             "",
