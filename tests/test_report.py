@@ -482,3 +482,52 @@ def test_the_report_integrated_gradients_match_a_fine_riemann_sum(
     assert ((fine.flatten(1).sum(dim=1) - delta).abs() / delta.abs().mean()).max() < 0.02  # the reference is complete
     assert relative_l2.max() < max_l2, relative_l2
     assert gap.mean() < mean_gap and gap.max() < max_gap, gap
+
+
+def test_fast_writes_every_section_and_says_its_accuracies_are_upper_bounds(model_files: dict[str, Path], tmp_path: Path) -> None:
+    """--fast: every file, metric and section of the default report, the profile recorded in
+    report.json, the cheaper settings applied, and the statement that no AutoAttack ran."""
+    from report.plan import FAST_PROFILE
+
+    out = tmp_path / "fast"
+    record = report("--ckpt_path", str(model_files["checkpoint"]), "--out_dir", str(out), "--fast", "--num_examples", "6")
+    assert sorted(p.name for p in out.iterdir()) == sorted(FILES.values())
+    metrics = [*DEFAULT_METRICS, *MASK_METRICS]
+    assert list(record["metrics"]) == list(DEFAULT_METHODS)
+    assert all(list(row) == metrics for row in record["metrics"].values())
+    settings = record["settings"]
+    assert settings["fast"] is True and settings["fast_profile"]["attack_steps"] == FAST_PROFILE["attack_steps"] == 10
+    assert settings["methods"]["integrated_gradients"]["steps"] == 8
+    assert settings["methods"]["smoothgrad"]["n_samples"] == FAST_PROFILE["method_options"]["smoothgrad"]["n_samples"]
+    assert settings["metrics"]["infidelity"]["n_samples"] == 10
+    assert [a["name"] for a in settings["accuracy_attacks"]] == ["pgd10-ce", "pgd10-margin"]
+    assert len(settings["figure_examples"]) == 4
+    accuracy = record["accuracy"]
+    assert accuracy["eps"] == pytest.approx([0.0, 0.05, 0.1, 0.2])  # the recipe's ε (0.1) times 0, ½, 1, 2
+    assert accuracy["examples"] == TEST_SIZE  # the profile's 250, capped by the split
+    assert "upper bound" in accuracy["upper_bounds"] and "--fast" in accuracy["upper_bounds"]
+    text = (out / FILES["markdown"]).read_text()
+    assert "Made with `--fast`" in text and "**Upper bounds only**" in text
+    assert markdown_table(text, "method")[1] and len(markdown_table(text, "ε")[1]) == 4
+    assert FILES["figure"] in text and FILES["plot"] in text
+
+
+def test_options_given_explicitly_override_the_fast_profile(model_files: dict[str, Path], tmp_path: Path) -> None:
+    """An option on the command line wins over --fast's value; the rest of the profile holds,
+    and the default report records fast: false and no upper-bound statement when AutoAttack ran."""
+    record = report(
+        "--ckpt_path", str(model_files["checkpoint"]), "--out_dir", str(tmp_path / "o"), "--fast",
+        "--methods", "[integrated_gradients, smoothgrad]", "--metrics", "[deletion_auc]", "--num_examples", "4",
+        "--attack_steps", "3", "--figure_examples", "2", "--accuracy_examples", "8", "--eps", "[0.1]",
+        "--method_options.integrated_gradients.steps=12", "--attacks", "[pgd-ce, autoattack-fast]",
+    )  # fmt: skip
+    settings = record["settings"]
+    assert settings["fast"] is True and settings["attack_steps"] == 3
+    assert settings["methods"]["integrated_gradients"]["steps"] == 12
+    assert settings["methods"]["integrated_gradients"]["rule"] == "riemann_middle"  # the default's rule, not overridden
+    assert settings["methods"]["smoothgrad"]["n_samples"] == 5  # the profile's, not overridden
+    assert settings["metrics"]["deletion_auc"]["steps"] == 10
+    assert [a["name"] for a in settings["accuracy_attacks"]] == ["pgd3-ce", "autoattack-fast"]
+    assert len(settings["figure_examples"]) == 2 and record["accuracy"]["examples"] == 8
+    assert record["accuracy"]["eps"] == pytest.approx([0.0, 0.1])
+    assert record["accuracy"]["upper_bounds"] is None  # AutoAttack ran
