@@ -41,8 +41,8 @@ Defaults (each overridable):
 
 ``--fast`` (:data:`FAST_PROFILE`) changes the defaults above, never an option given explicitly:
 8 midpoint points for integrated gradients (maps within about 12 % of the fine sum), fewer noise
-samples in SmoothGrad (5), max-sensitivity (4) and infidelity (10), 10 deletion/insertion steps,
-5 PGD steps in ``topk_intersection@pgd``, the accuracy curve on 250 examples at
+samples in SmoothGrad (5), max-sensitivity (3) and infidelity (10), 10 deletion/insertion steps,
+5 PGD steps in ``topk_intersection@pgd``, the accuracy curve on 200 examples at
 ε ∈ E·{0, ½, 1, 2} under PGD-10 on the cross-entropy and on the margin
 only (no AutoAttack: its robust accuracies are then upper bounds), 4 examples in the figure.
 Every section of the report is still written; the report says it was made with ``--fast``.
@@ -103,12 +103,12 @@ DEFAULT_METHOD_OPTIONS: dict[str, dict[str, Any]] = {"integrated_gradients": {"s
 #: option given explicitly wins; ``method_options`` and ``metric_options`` are merged per key).
 FAST_PROFILE: dict[str, Any] = {
     "method_options": {"integrated_gradients": {"steps": 8}, "smoothgrad": {"n_samples": 5}},
-    "metric_options": {"topk_intersection@pgd": {"steps": 5}, "max_sensitivity": {"n_samples": 4},
+    "metric_options": {"topk_intersection@pgd": {"steps": 5}, "max_sensitivity": {"n_samples": 3},
                        "infidelity": {"n_samples": 10}, "deletion_auc": {"steps": 10}, "insertion_auc": {"steps": 10}},
     "attacks": ("pgd-ce", "pgd-margin"),
     "attack_steps": 10,
     "eps_multiples": (0.0, 0.5, 1.0, 2.0),
-    "accuracy_examples": 250,
+    "accuracy_examples": 200,
     "figure_examples": 4,
 }  # fmt: skip
 #: PGD step size as a multiple of ε / steps (Madry et al. 2018 use 2.5 ε / steps).
@@ -158,7 +158,7 @@ class ReportSettings:
             minutes on a CPU).
         attack_steps: steps of each PGD of the accuracy curve (step 2.5 ε / steps; None: 20, 10 with fast).
         attack_restarts: restarts of each PGD (the worst case per example is kept).
-        accuracy_examples: test examples of the accuracy curve (None: 1 000, 250 with fast, or the test split if smaller).
+        accuracy_examples: test examples of the accuracy curve (None: 1 000, 200 with fast, or the test split if smaller).
         figure_examples: examples shown in the attribution figure (None: 8, 4 with fast).
         seed: seed of the example draw, the attacks' starts and every random draw.
         device: auto (CUDA when available), cpu, cuda, cuda:<index>.
@@ -166,7 +166,7 @@ class ReportSettings:
         verify: check a bundle's files against the sizes and SHA-256 digests in its bundle.json
             before loading it (off only for a bundle changed on purpose).
         fast: a cheaper report with every section: 8-point integrated gradients (32 without), fewer noise
-            samples, the accuracy curve on 250 examples at 4 radii under PGD-10 (cross-entropy
+            samples, the accuracy curve on 200 examples at 4 radii under PGD-10 (cross-entropy
             and margin, no AutoAttack: its robust accuracies are upper bounds), 4 figure examples;
             options given explicitly keep their values.
     """

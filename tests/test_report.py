@@ -504,7 +504,7 @@ def test_fast_writes_every_section_and_says_its_accuracies_are_upper_bounds(mode
     assert len(settings["figure_examples"]) == 4
     accuracy = record["accuracy"]
     assert accuracy["eps"] == pytest.approx([0.0, 0.05, 0.1, 0.2])  # the recipe's ε (0.1) times 0, ½, 1, 2
-    assert accuracy["examples"] == TEST_SIZE  # the profile's 250, capped by the split
+    assert accuracy["examples"] == TEST_SIZE  # the profile's 200, capped by the split
     assert "upper bound" in accuracy["upper_bounds"] and "--fast" in accuracy["upper_bounds"]
     text = (out / FILES["markdown"]).read_text()
     assert "Made with `--fast`" in text and "**Upper bounds only**" in text
