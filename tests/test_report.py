@@ -325,14 +325,14 @@ def test_the_callbacks_and_a_report_give_the_same_numbers_on_the_same_model_and_
     record = report(
         "--ckpt_path", str(model_files["checkpoint"]), "--out_dir", str(tmp_path / "r"), "--target", "label",
         "--num_examples", str(n), "--accuracy_examples", str(n), "--figure_examples", "2", "--batch_size", "5",
-        "--methods", f"[{', '.join(methods)}]", "--method_options", "{integrated_gradients: {steps: 4}}",
+        "--methods", f"[{', '.join(methods)}]", "--method_options", "{integrated_gradients: {steps: 4, rule: riemann_middle}}",
         "--metrics", f"[{', '.join(metrics)}, randomisation]", "--eps", "[0.05, 0.1]",
         "--attacks", "[pgd-ce, pgd-margin, autoattack-fast]", "--attack_steps", "4",
     )  # fmt: skip
     loaded = load_classifier(model_files["checkpoint"])
     probe = SyntheticShapes(**record["data"]["config"]["init_args"]).probe_batch(n, seed=0, split="test")
     monitor = ExplanationMonitor(
-        methods=methods, metrics=metrics, method_options={"integrated_gradients": {"steps": 4}},
+        methods=methods, metrics=metrics, method_options={"integrated_gradients": {"steps": 4, "rule": "riemann_middle"}},
         metric_options={"topk_intersection@noise": {"eps": 0.1}, "spearman@noise": {"eps": 0.1}}, probe_size=n, batch_size=5,
     )  # fmt: skip
     attacks = [
@@ -341,7 +341,7 @@ def test_the_callbacks_and_a_report_give_the_same_numbers_on_the_same_model_and_
         AutoAttack(eps=1.0, version="fast", seed=0),
     ]
     evaluator = RobustnessEvaluator(eps=[0.0, 0.05, 0.1], attacks=attacks, probe_size=n, batch_size=5)
-    check = SanityCheck(methods=methods, method_options={"integrated_gradients": {"steps": 4}}, similarities=["spearman"], probe_size=n, batch_size=5)
+    check = SanityCheck(methods=methods, method_options={"integrated_gradients": {"steps": 4, "rule": "riemann_middle"}}, similarities=["spearman"], probe_size=n, batch_size=5)
     for callback in (monitor, evaluator, check):
         callback.use_probe(probe)
     model = loaded.model.eval()
