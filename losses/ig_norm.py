@@ -55,7 +55,27 @@ def integrated_gradients_of_loss(model: nn.Module, x: Tensor, x_end: Tensor, y: 
     return delta * mean_grad
 
 
-class IGNorm(Objective):
+class IntegratedGradientsPathObjective(Objective):
+    """What IG-NORM and IG-SUM-NORM share: the penalty's and the search's Riemann points, the
+    inner search (an attack) and its ε warm-up, checked once."""
+
+    def __init__(
+        self, riemann_steps: int, attack: PGD | None, eps_warmup_steps: int, attack_riemann_steps: int | None
+    ) -> None:
+        super().__init__()
+        if int(riemann_steps) != riemann_steps or riemann_steps < 1:
+            raise ValueError(f"riemann_steps must be an integer >= 1, got {riemann_steps}")
+        if attack_riemann_steps is not None and (
+            int(attack_riemann_steps) != attack_riemann_steps or attack_riemann_steps < 1
+        ):
+            raise ValueError(f"attack_riemann_steps must be an integer >= 1 or None, got {attack_riemann_steps}")
+        self.riemann_steps = int(riemann_steps)
+        self.attack_riemann_steps = self.riemann_steps if attack_riemann_steps is None else int(attack_riemann_steps)
+        self.attack = attack if attack is not None else PGD(eps=8 / 255, step_size=2 / 255, steps=10)
+        self.warmup = EpsilonWarmup(eps_warmup_steps)
+
+
+class IGNorm(IntegratedGradientsPathObjective):
     """λ · meanᵢ ‖IG^ℓ(xᵢ, x'ᵢ)‖₁ with x' maximising that norm in the ε-ball.
 
     Args:
@@ -79,20 +99,10 @@ class IGNorm(Objective):
         eps_warmup_steps: int = 0,
         attack_riemann_steps: int | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(riemann_steps, attack, eps_warmup_steps, attack_riemann_steps)
         if not penalty_weight >= 0:
             raise ValueError(f"penalty_weight must be >= 0, got {penalty_weight}")
-        if int(riemann_steps) != riemann_steps or riemann_steps < 1:
-            raise ValueError(f"riemann_steps must be an integer >= 1, got {riemann_steps}")
-        if attack_riemann_steps is not None and (
-            int(attack_riemann_steps) != attack_riemann_steps or attack_riemann_steps < 1
-        ):
-            raise ValueError(f"attack_riemann_steps must be an integer >= 1 or None, got {attack_riemann_steps}")
         self.penalty_weight = float(penalty_weight)
-        self.riemann_steps = int(riemann_steps)
-        self.attack_riemann_steps = self.riemann_steps if attack_riemann_steps is None else int(attack_riemann_steps)
-        self.attack = attack if attack is not None else PGD(eps=8 / 255, step_size=2 / 255, steps=10)
-        self.warmup = EpsilonWarmup(eps_warmup_steps)
 
     def worst_endpoint(self, model: nn.Module, x: Tensor, y: Tensor, attack: PGD) -> Tensor:
         """x' (B, C, H, W) maximising ‖IG^ℓ(x, x')‖₁ by projected sign ascent; detached."""

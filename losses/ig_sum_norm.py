@@ -28,13 +28,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attacks import PGD
-from losses.base import Objective, ObjectiveOutput, StepContext, upcast
-from losses.ig_norm import integrated_gradients_of_loss
+from losses.base import ObjectiveOutput, StepContext, upcast
+from losses.ig_norm import IntegratedGradientsPathObjective, integrated_gradients_of_loss
 from losses.input_gradients import maximise_in_ball, refuse_float16_autocast
-from losses.pgd_at import EpsilonWarmup, scaled_attack
+from losses.pgd_at import scaled_attack
 
 
-class IGSumNorm(Objective):
+class IGSumNorm(IntegratedGradientsPathObjective):
     """Cross-entropy at x' plus β · ‖IG^ℓ(x, x')‖₁, x' maximising their sum in the ε-ball.
 
     Args:
@@ -58,17 +58,10 @@ class IGSumNorm(Objective):
         eps_warmup_steps: int = 0,
         attack_riemann_steps: int | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(riemann_steps, attack, eps_warmup_steps, attack_riemann_steps)
         if not beta >= 0:
             raise ValueError(f"beta must be >= 0, got {beta}")
-        for name, value in (("riemann_steps", riemann_steps), ("attack_riemann_steps", attack_riemann_steps)):
-            if value is not None and (int(value) != value or value < 1):
-                raise ValueError(f"{name} must be an integer >= 1, got {value}")
         self.beta = float(beta)
-        self.riemann_steps = int(riemann_steps)
-        self.attack_riemann_steps = self.riemann_steps if attack_riemann_steps is None else int(attack_riemann_steps)
-        self.attack = attack if attack is not None else PGD(eps=8 / 255, step_size=2 / 255, steps=10)
-        self.warmup = EpsilonWarmup(eps_warmup_steps)
 
     def worst_endpoint(self, model: nn.Module, x: Tensor, y: Tensor, attack: PGD) -> Tensor:
         """x' (B, C, H, W) maximising ℓ(x', y) + β‖IG^ℓ(x, x')‖₁ by projected sign ascent; detached."""
@@ -85,7 +78,7 @@ class IGSumNorm(Objective):
 
     def forward(self, model: nn.Module, x: Tensor, y: Tensor, context: StepContext | None = None) -> ObjectiveOutput:
         refuse_float16_autocast(x, type(self).__name__)
-        attack = scaled_attack(self.attack, self.warmup.next_fraction())
+        attack = scaled_attack(self.attack, self.warmup.next_fraction(context))
         x_end = self.worst_endpoint(model, x, y, attack)
         logits_adv = model(x_end)
         ce_adv = F.cross_entropy(upcast(logits_adv), y)
