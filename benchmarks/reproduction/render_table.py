@@ -76,7 +76,7 @@ def render(records: dict[str, list[dict]], times: dict[str, list[float]]) -> str
         eps = records[rows[0]][0]["eps"]
         out.append(f"### {dataset} (L∞ ε = {eps:g})\n")
         out.append(
-            "| row | seeds | clean % (10 000) | PGD-50×10 % | AutoAttack % | published clean / PGD / AA % | reproduced? "
+            "| row | seeds | clean % (10 000) | CE PGD-50×10 % (upper bound) | AutoAttack % | published clean / PGD / AA % | reproduced? "
             "| train min / seed | eval min / seed |"
         )
         out.append("|---|---|---|---|---|---|---|---|---|")
@@ -97,7 +97,7 @@ def render(records: dict[str, list[dict]], times: dict[str, list[float]]) -> str
             )
         out.append("")
         out.append("Per seed (clean on all test images; the attacks on the first n):\n")
-        out.append("| run | clean % | PGD-50×10 % | AutoAttack % | worst % | n |")
+        out.append("| run | clean % | CE PGD-50×10 % (upper bound) | AutoAttack % | worst of both % | n |")
         out.append("|---|---|---|---|---|---|")
         for row in sorted(rows):
             for r in records[row]:
