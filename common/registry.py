@@ -1,0 +1,108 @@
+"""Names for classes, filled where the classes are defined.
+
+One idiom for every family that recipes, callbacks and the report name by a string (attribution
+methods, explanation metrics): the family's base class owns a :class:`NameRegistry`, and a
+subclass joins it by naming itself in its class statement::
+
+    class Saliency(GradientAttribution, name="saliency"): ...
+
+so adding a member is one file (plus, for a member of the package, one export line), and every
+list of names (defaults, ``--help``, error messages, tests that sweep the family) is read from the
+registry rather than written out by hand. A name may also stand for a class with some
+constructor arguments fixed (``register("vargrad", SmoothGrad, kind="vargrad")``).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Entry(Generic[T]):
+    """One registered name: the class it builds and the arguments the name fixes."""
+
+    name: str
+    cls: type[T]
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+
+    def options(self) -> tuple[str, ...]:
+        """The constructor arguments a caller may set (every one the name does not fix)."""
+        parameters = inspect.signature(self.cls).parameters.values()
+        return tuple(
+            p.name
+            for p in parameters
+            if p.name not in self.fixed and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        )
+
+    def build(self, **kwargs: Any) -> T:
+        """``cls(**fixed, **kwargs)``; a ValueError names the options when one is unknown."""
+        allowed = self.options()
+        unknown = sorted(set(kwargs) - set(allowed))
+        if unknown:
+            raise ValueError(f"{self.name!r} options must be among {allowed}, got {unknown}")
+        return self.cls(**self.fixed, **kwargs)
+
+
+class NameRegistry(Generic[T]):
+    """Names -> classes of one family, in the order they were registered.
+
+    Args:
+        kind: what a name stands for, as error messages should say it ("method", "metric").
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, Entry[T]] = {}
+
+    def register(self, name: str, cls: type[T], **fixed: Any) -> None:
+        """Register ``name`` for ``cls`` (with ``fixed`` constructor arguments).
+
+        Registering a name again for a class of the same module and qualified name replaces it
+        (a module reloaded, a notebook cell run twice); for any other class it is an error, so
+        two members never silently share a name.
+        """
+        if not isinstance(name, str) or not name or name != name.strip():
+            raise ValueError(f"a {self.kind} name must be a non-empty string without surrounding spaces, got {name!r}")
+        old = self._entries.get(name)
+        if old is not None and _identity(old.cls) != _identity(cls):
+            raise ValueError(
+                f"{self.kind} name {name!r} is already registered for {_identity(old.cls)}; "
+                f"{_identity(cls)} must choose another name"
+            )
+        self._entries[name] = Entry(name, cls, dict(fixed))
+
+    def names(self) -> tuple[str, ...]:
+        """Every registered name, in registration order."""
+        return tuple(self._entries)
+
+    def entry(self, name: str) -> Entry[T]:
+        """The entry of ``name``; a ValueError names the allowed values when there is none."""
+        if name not in self._entries:
+            raise ValueError(f"{self.kind} must be one of {self.names()}, got {name!r}")
+        return self._entries[name]
+
+    def check(self, name: str) -> None:
+        """Raise the ValueError of :meth:`entry` when ``name`` is not registered."""
+        self.entry(name)
+
+    def build(self, name: str, **kwargs: Any) -> T:
+        """The member called ``name``, configured by ``kwargs``."""
+        return self.entry(name).build(**kwargs)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _identity(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
