@@ -10,10 +10,15 @@ so adding a member is one file (plus, for a member of the package, one export li
 list of names (defaults, ``--help``, error messages, tests that sweep the family) is read from the
 registry rather than written out by hand. A name may also stand for a class with some
 constructor arguments fixed (``register("vargrad", SmoothGrad, kind="vargrad")``).
+
+A member defined outside the package is found by its import path too
+(``"my_project.metrics.CentreMass"``): the module is imported, which registers the class, so a
+recipe or a report run in a fresh process can name it without any import of its own.
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -81,10 +86,35 @@ class NameRegistry(Generic[T]):
         return tuple(self._entries)
 
     def entry(self, name: str) -> Entry[T]:
-        """The entry of ``name``; a ValueError names the allowed values when there is none."""
-        if name not in self._entries:
+        """The entry of ``name`` (a registered name, or the import path ``module.Class`` of a
+        registered class); a ValueError names the allowed values when there is none."""
+        if not isinstance(name, str):
             raise ValueError(f"{self.kind} must be one of {self.names()}, got {name!r}")
+        if name not in self._entries and "." in name:
+            found = self._by_import_path(name)
+            if found is not None:
+                return found
+        if name not in self._entries:
+            raise ValueError(
+                f"{self.kind} must be one of {self.names()} or the import path of a registered class, got {name!r}"
+            )
         return self._entries[name]
+
+    def _by_import_path(self, path: str) -> Entry[T] | None:
+        module_name, _, attribute = path.rpartition(".")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            return None
+        cls = getattr(module, attribute, None)
+        for entry in self._entries.values():
+            if entry.cls is cls and not entry.fixed:
+                return entry
+        return None
+
+    def name_of(self, name: str) -> str:
+        """The registered name ``name`` stands for (itself, or the name of the class at an import path)."""
+        return self.entry(name).name
 
     def check(self, name: str) -> None:
         """Raise the ValueError of :meth:`entry` when ``name`` is not registered."""
