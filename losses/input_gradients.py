@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attacks import PGD
+from attacks import PGD, projected_ascent
 from common.modes import module_mode
 from losses.base import FORWARD_KEY, StepContext, upcast
 
@@ -142,7 +142,7 @@ def maximise_in_ball(
     x: Tensor,
     objective: Callable[[Tensor], Tensor],
 ) -> Tensor:
-    """Projected sign-gradient ascent of ``objective(x')`` (B,) over the attack's threat model.
+    """Projected ascent of ``objective(x')`` (B,) over the attack's threat model.
 
     :class:`attacks.PGD` maximises a function of the logits; attacks on an explanation maximise
     a function of an input gradient at x' (a cosine distance, an integrated-gradients norm),
@@ -150,7 +150,8 @@ def maximise_in_ball(
     threat model, step size, number of steps, random start (:meth:`attacks.PGD.initial_point`:
     seeded per example from its pixels when the attack has a seed, so an example starts at the
     same point in any batch position) and model mode; ``objective`` builds any inner graph it
-    needs (``create_graph=True``). Restarts are not used.
+    needs (``create_graph=True``). Restarts are not used. The loop is
+    :func:`attacks.ascent.projected_ascent`, as PGD's.
 
     Returns:
         (B, C, H, W) detached points of the ε-ball around ``x`` intersected with [0, 1].
@@ -158,13 +159,15 @@ def maximise_in_ball(
     x = x.detach()
     if attack.eps == 0.0:
         return x.clone()
-    x_adv = attack.initial_point(x)
-    with torch.enable_grad(), module_mode(model, attack.model_mode):
-        for _ in range(attack.steps):
-            x_adv.requires_grad_(True)
-            value = objective(x_adv)  # (B,)
-            # A ReLU network's input gradient is piecewise constant, so its derivative can be
-            # zero or disconnected; a zero step then leaves x' at its (random) start.
-            (grad,) = torch.autograd.grad(value.sum(), [x_adv], allow_unused=True, materialize_grads=True)
-            x_adv = attack.threat.project(x_adv.detach() + attack.threat.step(grad, attack.step_size), x)
-    return x_adv.detach()
+    with module_mode(model, attack.model_mode):
+        # A ReLU network's input gradient is piecewise constant, so its derivative can be zero or
+        # disconnected (allow_unused); a zero step then leaves x' at its (random) start.
+        return projected_ascent(
+            lambda x_t, rows: objective(x_t),  # (B,)
+            x,
+            attack.initial_point(x),
+            attack.threat,
+            attack.step_size,
+            attack.steps,
+            allow_unused=True,
+        )
