@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from attacks import PGD, projected_ascent
 from common.modes import module_mode
-from losses.base import FORWARD_KEY, StepContext, upcast
+from losses.base import FORWARD_KEY, StepContext, attack_key, upcast
 
 CLEAN_FORWARD_KEY = "clean"
 
@@ -84,8 +84,9 @@ def clean_forward(
 def adversarial_forward(
     model: nn.Module, x_adv: Tensor, attack: PGD, context: StepContext | None, needs_input_grad: bool
 ) -> tuple[Tensor, Tensor]:
-    """:func:`shared_forward` of the example ``attack`` produced (memoised by its repr)."""
-    return shared_forward(model, x_adv, context, ("adversarial", repr(attack)), needs_input_grad)
+    """:func:`shared_forward` of the example ``attack`` produced (memoised as the example is,
+    :func:`losses.base.attack_key`)."""
+    return shared_forward(model, x_adv, context, ("adversarial", attack_key(attack)), needs_input_grad)
 
 
 def per_example_loss_gradient(x_leaf: Tensor, logits: Tensor, y: Tensor, create_graph: bool) -> Tensor:
