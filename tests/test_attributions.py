@@ -8,7 +8,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from attributions import (
-    ATTRIBUTION_NAMES,
     EdgeDetector,
     GradCAM,
     GuidedBackprop,
@@ -17,6 +16,7 @@ from attributions import (
     RandomAttribution,
     Saliency,
     SmoothGrad,
+    attribution_names,
     build_attribution,
     default_gradcam_layer,
     pixel_map,
@@ -318,7 +318,7 @@ def test_edge_detector_and_random_controls_ignore_the_model() -> None:
     torch.testing.assert_close(RandomAttribution(seed=3)(nn.Identity(), x), first)  # ... reproducibly
 
 
-@pytest.mark.parametrize("name", [n for n in ATTRIBUTION_NAMES if n != "random"])
+@pytest.mark.parametrize("name", [n for n in attribution_names() if n != "random"])
 def test_predicted_class_is_the_default_target_and_batches_are_independent(name: str) -> None:
     model = small_cnn(channels=3)
     x = torch.rand(4, 3, 16, 16)
@@ -332,7 +332,7 @@ def test_predicted_class_is_the_default_target_and_batches_are_independent(name:
     torch.testing.assert_close(single, full, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ATTRIBUTION_NAMES)
+@pytest.mark.parametrize("name", attribution_names())
 @pytest.mark.parametrize("input_requires_grad", [False, True])
 def test_methods_leave_model_mode_weight_grads_and_input_as_found(name: str, input_requires_grad: bool) -> None:
     model = small_cnn(batch_norm=True)
