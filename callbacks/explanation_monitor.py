@@ -46,7 +46,7 @@ import torch
 from pytorch_lightning import LightningModule, Trainer
 from torch import Tensor, nn
 
-from attributions import ATTRIBUTION_NAMES, AttributionMethod, AttributionName, build_attribution
+from attributions import AttributionMethod, attribution_name, attribution_names, build_attribution
 from callbacks.attribution_panels import PanelRows, check_colormap, grid, save_png, strips, tile_names
 from callbacks.observe import observing
 from callbacks.probe import PeriodicProbeCallback, check_int, classifier, gather_rows, model_device
@@ -87,18 +87,37 @@ def _validated(argument: str, what: str, check: Any) -> Any:
     raise ValueError(message)
 
 
-def check_methods(methods: Sequence[str], method_options: Mapping[str, Mapping[str, Any]] | None) -> dict[str, AttributionMethod]:
-    """Build the attribution methods of ``methods`` with their options (defaults merged in).
+def _registered(argument: str, name: object) -> str:
+    """The registered name of method ``name`` (a name or an import path), or a ValueError naming ``argument``."""
+    try:
+        return attribution_name(name)  # type: ignore[arg-type]
+    except ValueError:
+        pass
+    raise ValueError(f"{argument} must be among {attribution_names()} (or the import path of a registered class), got {name!r}")
+
+
+def check_methods(methods: Sequence[str] | None, method_options: Mapping[str, Mapping[str, Any]] | None) -> dict[str, AttributionMethod]:
+    """Build the attribution methods of ``methods`` with their options (defaults merged in),
+    keyed by their registered names.
+
+    Args:
+        methods: names or import paths of registered methods; None for the callbacks' default
+            list (``attribution_names("callbacks")``).
+        method_options: ``{method: {option: value}}``, keyed as in ``methods``.
 
     Raises:
         ValueError: naming ``methods`` or ``method_options``.
     """
-    if isinstance(methods, str) or not methods or len(set(methods)) != len(methods):
-        raise ValueError(f"methods must be a non-empty list of distinct names from {ATTRIBUTION_NAMES}, got {methods!r}")
-    for name in methods:
-        if name not in ATTRIBUTION_NAMES:
-            raise ValueError(f"methods must be among {ATTRIBUTION_NAMES}, got {name!r}")
-    options = dict(method_options or {})
+    if methods is None:
+        methods = attribution_names("callbacks")
+    if isinstance(methods, str) or not methods:
+        raise ValueError(f"methods must be a non-empty list of distinct names from {attribution_names()}, got {methods!r}")
+    methods = [_registered("methods", name) for name in methods]
+    if len(set(methods)) != len(methods):
+        raise ValueError(f"methods must be a non-empty list of distinct names from {attribution_names()}, got {methods!r}")
+    if method_options is not None and not isinstance(method_options, Mapping):
+        raise ValueError(f"method_options must map method names to {{option: value}} mappings, got {method_options!r}")
+    options = {_registered("method_options", key) if key not in methods else key: value for key, value in (method_options or {}).items()}
     stray = sorted(set(options) - set(methods))
     if stray:
         raise ValueError(f"method_options must only name methods listed in methods {list(methods)}, got {stray}")
@@ -137,7 +156,8 @@ class ExplanationMonitor(PeriodicProbeCallback):
     """Explanation metrics and attribution panels on a fixed probe set while training.
 
     Args:
-        methods: attribution methods by name (:data:`attributions.ATTRIBUTION_NAMES`).
+        methods: attribution methods by name or import path (:func:`attributions.attribution_names`);
+            None: the registry's "callbacks" list (saliency and integrated gradients).
         metrics: metric names (:data:`metrics.METRIC_NAMES`; per-layer "randomisation" belongs
             to :class:`callbacks.SanityCheck`). None: ``topk_intersection@noise`` and
             ``spearman@noise``, plus ``relevance_mass`` and ``pointing_game`` when the
@@ -162,7 +182,7 @@ class ExplanationMonitor(PeriodicProbeCallback):
 
     def __init__(
         self,
-        methods: Sequence[AttributionName] = ("saliency", "integrated_gradients"),
+        methods: Sequence[str] | None = None,
         metrics: Sequence[str] | None = None,
         method_options: dict[str, dict[str, Any]] | None = None,
         metric_options: dict[str, dict[str, Any]] | None = None,

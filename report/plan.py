@@ -9,10 +9,11 @@ Defaults (each overridable):
 - examples: 100 test examples for the metrics table (fewer when the test split is smaller),
   1 000 for the accuracy curve (idem), 8 in the figure; drawn by ``probe_batch(n, seed,
   "test")``, so the smaller sets are subsets of the larger.
-- methods (:data:`DEFAULT_METHODS`): saliency, input × gradient, integrated gradients,
-  SmoothGrad, Grad-CAM, guided backprop, and the two controls (edge detector, uniform noise)
-  that any explanation worth its name should beat. SmoothGrad² and VarGrad are left out by
-  default: they cost as much as SmoothGrad and repeat its story.
+- methods (:func:`default_methods`, the registry's "report" list): saliency, input × gradient,
+  integrated gradients, SmoothGrad, Grad-CAM, guided backprop, and the two controls (edge
+  detector, uniform noise) that any explanation worth its name should beat; a method class joins
+  it unless its class statement says otherwise (:mod:`attributions.base`). SmoothGrad² and
+  VarGrad are left out by default: they cost as much as SmoothGrad and repeat its story.
 - metrics (:data:`DEFAULT_METRICS`): one per question: is the explanation stable under noise
   and under an attack on the prediction (top-k intersection), sensitive to small input changes
   (max-sensitivity), faithful to the model (infidelity, deletion and insertion AUC), and
@@ -62,22 +63,19 @@ from jsonargparse import ArgumentParser
 from torch import nn
 
 from attacks import NORMS, PGD, AutoAttack
-from attributions import ATTRIBUTION_NAMES, AttributionMethod, GradCAM, attribution_options, build_attribution
+from attributions import AttributionMethod, GradCAM, attribution_name, attribution_names, attribution_options, build_attribution
 from datamodules import ImageDataModule, ProbeBatch
 from export import CheckpointError
 from metrics import METRIC_NAMES, check_metric, metric_spec
 from report.sources import Source, load_source
 
-DEFAULT_METHODS: tuple[str, ...] = (
-    "saliency",
-    "input_x_gradient",
-    "integrated_gradients",
-    "smoothgrad",
-    "grad_cam",
-    "guided_backprop",
-    "edge",
-    "random",
-)
+
+def default_methods() -> tuple[str, ...]:
+    """The methods a report compares when ``methods`` is not given: the registry's "report" list,
+    read when asked, so a method registered since (a project's own) is in it."""
+    return attribution_names("report")
+
+
 DEFAULT_METRICS: tuple[str, ...] = (
     "topk_intersection@noise",
     "topk_intersection@pgd",
@@ -143,7 +141,8 @@ class ReportSettings:
             ``{class_path, init_args}``, or an :class:`ImageDataModule`.
         num_examples: test examples the metrics score (None: 100, or the test split if smaller).
         batch_size: examples per batch.
-        methods: attribution methods.
+        methods: attribution methods, by registered name or import path (default: the registry's
+            "report" list).
         method_options: options of the methods, {method: {option: value}} (see
             attributions.build_attribution).
         metrics: explanation metrics (None: robustness, sensitivity, faithfulness and randomisation
@@ -178,7 +177,7 @@ class ReportSettings:
     data: dict[str, Any] | ImageDataModule | None = None
     num_examples: int | None = None
     batch_size: int = 64
-    methods: Sequence[str] = DEFAULT_METHODS
+    methods: Sequence[str] = field(default_factory=default_methods)
     method_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     metrics: Sequence[str] | None = None
     metric_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -261,6 +260,15 @@ def _check_names(option: str, names: Sequence[str], allowed: Sequence[str]) -> l
     if duplicates:
         raise ReportError(option, f"{option} must name each one once, got {duplicates} more than once")
     return names
+
+
+def _method_name(name: str) -> str:
+    """The registered name of a method given by name or import path (an unknown one as given,
+    for :func:`_check_names` to report)."""
+    try:
+        return attribution_name(name)
+    except ValueError:
+        return name
 
 
 def _check_option_keys(option: str, options: Mapping[str, Any], chosen: Sequence[str], what: str) -> None:
@@ -395,12 +403,15 @@ def _attacks(settings: ReportSettings, norm: str, num_classes: int) -> list[PGD 
 
 
 def _methods(settings: ReportSettings) -> tuple[dict[str, AttributionMethod], dict[str, dict[str, Any]]]:
-    names = _check_names("methods", settings.methods, ATTRIBUTION_NAMES)
-    _check_option_keys("method_options", settings.method_options, names, "method")
+    names = _check_names("methods", [_method_name(n) for n in settings.methods], attribution_names())
+    method_options = settings.method_options
+    if isinstance(method_options, Mapping):
+        method_options = {_method_name(key): value for key, value in method_options.items()}
+    _check_option_keys("method_options", method_options, names, "method")
     built, resolved = {}, {}
     for name in names:
         profile = FAST_PROFILE["method_options"] if settings.fast else {}
-        options = {**DEFAULT_METHOD_OPTIONS.get(name, {}), **profile.get(name, {}), **settings.method_options.get(name, {})}
+        options = {**DEFAULT_METHOD_OPTIONS.get(name, {}), **profile.get(name, {}), **method_options.get(name, {})}
         if "seed" in attribution_options(name) and "seed" not in options:
             options["seed"] = settings.seed  # SmoothGrad's noise, the random control, IG's uniform baseline
         try:
