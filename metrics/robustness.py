@@ -399,6 +399,8 @@ class ExplanationRobustness(MeanScore):
         if not isinstance(self.perturbation, Perturbation):
             raise ValueError(f"perturbation must be one of {Perturbation.registry.names()} or a Perturbation, got {perturbation!r}")
         self.k = check_integer("k", k, 1, optional=True)
+        if isinstance(self.perturbation, TopKAttack) and k is not None:
+            raise ValueError("k must be set on the TopKAttack (its k or k_score) when it is the perturbation, got k on the metric")
         if isinstance(self.perturbation, TopKAttack) and self.criterion not in SIMILARITIES:
             raise ValueError(
                 f"criterion must be one of {SIMILARITIES} for a top-k attack scored by {self.similarity.name!r} "

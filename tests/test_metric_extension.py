@@ -164,6 +164,9 @@ def test_an_attack_object_as_perturbation_equals_the_shorthand_it_reproduces_and
         AttackPerturbation(object())  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="criterion must be one of"):
         ExplanationRobustness(CentreSimilarity(), "topk_attack")
+    with pytest.raises(ValueError, match="k must be set on the TopKAttack"):
+        ExplanationRobustness("kendall", "topk_attack", k=5)
+    assert check_metric("kendall@topk_attack", k=5)["k_score"] == 5  # the shorthand routes k to the attack
 
 
 class CentreSimilarity(Similarity):
