@@ -53,7 +53,7 @@ from jsonargparse import ActionConfigFile, ActionYesNo, ArgumentParser, Namespac
 from attributions import attribution_names
 from cli.errors import exit_with_error, exit_with_parse_error
 from datamodules import ImageDataModule
-from metrics import METRIC_NAMES
+from metrics import metric_names
 from report.compute import compute_report
 from report.output import FILES, write_report
 from report.plan import ATTACK_CHOICES, ReportError, ReportSettings, load_checked_source, plan_report
@@ -61,9 +61,11 @@ from report.sources import Source
 
 PROG = "python train.py report"
 #: The names a list option accepts, added to its ``--help`` (the checks live in :mod:`report.plan`);
-#: read when the parser is built, so a method registered since is listed.
+#: read when the parser is built, so a method or metric registered since is listed.
 CHOICES: dict[str, Callable[[], Sequence[str]]] = {
-    "methods": attribution_names, "metrics": lambda: METRIC_NAMES, "attacks": lambda: ATTACK_CHOICES,
+    "methods": attribution_names,
+    "metrics": metric_names,
+    "attacks": lambda: ATTACK_CHOICES,
 }
 #: Switches: ``--overwrite`` / ``--no_overwrite`` (``--verify``'s negation keeps its ``--no-verify`` spelling).
 NO_PREFIX: dict[str, str] = {"verify": "no-"}

@@ -66,7 +66,7 @@ from attacks import NORMS, PGD, AutoAttack
 from attributions import AttributionMethod, GradCAM, attribution_name, attribution_names, attribution_options, build_attribution
 from datamodules import ImageDataModule, ProbeBatch
 from export import CheckpointError
-from metrics import METRIC_NAMES, check_metric, metric_spec
+from metrics import check_metric, defaults, metric_names, metric_spec
 from report.sources import Source, load_source
 
 
@@ -76,17 +76,9 @@ def default_methods() -> tuple[str, ...]:
     return attribution_names("report")
 
 
-DEFAULT_METRICS: tuple[str, ...] = (
-    "topk_intersection@noise",
-    "topk_intersection@pgd",
-    "max_sensitivity",
-    "infidelity",
-    "deletion_auc",
-    "insertion_auc",
-    "randomisation",
-)
-MASK_METRICS: tuple[str, ...] = ("pointing_game", "relevance_mass", "relevance_rank")
-SPURIOUS_METRICS: tuple[str, ...] = ("spurious_share",)
+DEFAULT_METRICS: tuple[str, ...] = defaults.REPORT_METRICS
+MASK_METRICS: tuple[str, ...] = defaults.REPORT_MASK_METRICS
+SPURIOUS_METRICS: tuple[str, ...] = defaults.REPORT_SPURIOUS_METRICS
 DEFAULT_EXAMPLES = 100
 DEFAULT_ACCURACY_EXAMPLES = 1000
 EPS_MULTIPLES: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0)
@@ -271,6 +263,19 @@ def _method_name(name: str) -> str:
         return name
 
 
+def _check_metric_names(names: Sequence[str]) -> list[str]:
+    """Metric names, each a registered name or the import path of a registered class (importing
+    it registers it, so a metric defined in a user's module can be named by its path)."""
+    known = []
+    for name in list(names):
+        try:
+            metric_spec(name)
+        except ValueError:
+            continue
+        known.append(name)
+    return _check_names("metrics", names, [*metric_names(), *known])
+
+
 def _check_option_keys(option: str, options: Mapping[str, Any], chosen: Sequence[str], what: str) -> None:
     if not isinstance(options, Mapping) or not all(isinstance(v, Mapping) for v in options.values()):
         raise ReportError(option, f"{option} must map {what} names to {{option: value}} mappings, got {options!r}")
@@ -430,7 +435,7 @@ def _metrics(
         names += list(MASK_METRICS) if examples.mask is not None else []
         names += list(SPURIOUS_METRICS) if examples.spurious_mask is not None else []
     else:
-        names = _check_names("metrics", settings.metrics, METRIC_NAMES)
+        names = _check_metric_names(settings.metrics)
     given = {"masks": examples.mask is not None, "spurious_masks": examples.spurious_mask is not None}
     for name in names:
         missing = [need for need in metric_spec(name).requires if not given[need]]
@@ -524,7 +529,7 @@ def plan_report(settings: ReportSettings, source: Source | None = None) -> Repor
     device = _device(settings.device)
     methods, method_options = _methods(settings)  # names first: cheap, and the commonest typo
     if settings.metrics is not None:
-        _check_names("metrics", settings.metrics, METRIC_NAMES)
+        _check_metric_names(settings.metrics)
     if settings.attacks is not None:
         _check_names("attacks", settings.attacks, ATTACK_CHOICES)
     if source is None:

@@ -8,7 +8,6 @@ from torch import Tensor, nn
 
 from attributions import AttributionMethod, Saliency, build_attribution
 from metrics import (
-    METRIC_NAMES,
     MeanScore,
     PerLayerScores,
     build_metric,
@@ -18,7 +17,9 @@ from metrics import (
     metric_spec,
 )
 from metrics.functional import parameter_layers
-from tests.metric_cases import CHEAP_OPTIONS, shapes_batch, tiny_model
+from tests.metric_cases import CHEAP_OPTIONS, package_metric_names, shapes_batch, tiny_model
+
+METRIC_NAMES = package_metric_names()
 
 REQUIRED = [
     *(f"{s}@{p}" for s in ("topk_intersection", "spearman", "kendall", "cosine") for p in ("noise", "pgd", "topk_attack")),
