@@ -21,7 +21,7 @@ from metrics.functional import (
     pass_budget,
     sensitivity_n,
 )
-from metrics.functional.stacking import stacked_passes
+from metrics.functional.stacking import default_pass_images, stacked_passes
 from tests.metric_cases import shapes_batch, tiny_model
 
 B = 6
@@ -128,7 +128,10 @@ def test_the_context_budget_applies_and_the_keyword_overrides_it() -> None:
         assert method.sizes == [3 * B, 2 * B]
     method.sizes.clear()
     max_sensitivity(model, x, target, method, n_samples=5, attribution=attribution)
-    assert method.sizes == [5 * B]  # the default for 1×16×16 images: 4 096 images per pass
+    assert method.sizes == [5 * B]  # the CPU default for 1×16×16 images: 1 024 images per pass
+    assert default_pass_images((1, 16, 16), B) == 1024
+    assert default_pass_images((1, 16, 16), 2000) == 2000  # never below the batch
+    assert default_pass_images((3, 32, 32), 8, "cuda") == 682
 
 
 def test_the_registry_follows_the_context_budget() -> None:

@@ -21,8 +21,15 @@ Sensitivity-n's drops on an untrained model, where they are tiny).
 The budget: the ``pass_budget`` keyword of each metric function, else the innermost
 ``with pass_budget(images=M):`` block around the call (a context variable, so it follows
 threads and asyncio tasks and needs no change in the callers between), else the default of
-:func:`default_pass_images`: 2**20 input elements per pass (1 337 images of 1×28×28, 341 of
-3×32×32), never fewer than the batch itself (an image of 3×224×224 keeps today's passes of B).
+:func:`default_pass_images`, by the device of the inputs and never fewer than the batch itself:
+
+- on a GPU, 2**21 input elements per pass (2 674 images of 1×28×28, 682 of 3×32×32, B of
+  3×224×224), where a larger pass fills the device and each call has a fixed launch cost;
+- on a CPU, 2**18 (334 images of 1×28×28, B of 3×32×32): a CPU is already busy at B = 128 on the
+  quickstart CNN, and larger passes fall out of its caches and run slower per image
+  (``benchmarks/metrics_floor.md``: passes of 1 337 images cost 1.3–2× passes of 128 there);
+  stacking pays on a CPU for small batches, whose calls are dominated by fixed costs.
+
 Memory per pass grows with M; set it lower for large models.
 """
 
@@ -36,8 +43,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-#: input elements per pass when no budget is set (4 MiB of float32 inputs)
-DEFAULT_PASS_ELEMENTS = 2**20
+#: input elements per pass when no budget is set, by device type (others: "cpu"'s)
+DEFAULT_PASS_ELEMENTS: dict[str, int] = {"cuda": 2**21, "cpu": 2**18}
 
 _PASS_IMAGES: contextvars.ContextVar[int | None] = contextvars.ContextVar("robustlens_pass_images", default=None)
 
@@ -71,12 +78,14 @@ def pass_budget(images: int) -> Iterator[int]:
         _PASS_IMAGES.reset(token)
 
 
-def default_pass_images(image_shape: Sequence[int], batch_size: int) -> int:
-    """M when none is set: 2**20 input elements per pass, never fewer than ``batch_size``."""
+def default_pass_images(image_shape: Sequence[int], batch_size: int, device: torch.device | str = "cpu") -> int:
+    """M when none is set: :data:`DEFAULT_PASS_ELEMENTS` of the device's type per pass, never
+    fewer than ``batch_size``."""
     numel = 1
     for size in image_shape:
         numel *= int(size)
-    return max(batch_size, DEFAULT_PASS_ELEMENTS // max(numel, 1))
+    elements = DEFAULT_PASS_ELEMENTS.get(torch.device(device).type, DEFAULT_PASS_ELEMENTS["cpu"])
+    return max(batch_size, elements // max(numel, 1))
 
 
 def resolve_pass_budget(pass_budget: int | None, x: Tensor) -> int:
@@ -86,7 +95,7 @@ def resolve_pass_budget(pass_budget: int | None, x: Tensor) -> int:
     current = _PASS_IMAGES.get()
     if current is not None:
         return current
-    return default_pass_images(tuple(x.shape[1:]), x.shape[0])
+    return default_pass_images(tuple(x.shape[1:]), x.shape[0], x.device)
 
 
 @dataclass(frozen=True)
