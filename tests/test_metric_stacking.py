@@ -128,8 +128,8 @@ def test_the_context_budget_applies_and_the_keyword_overrides_it() -> None:
         assert method.sizes == [3 * B, 2 * B]
     method.sizes.clear()
     max_sensitivity(model, x, target, method, n_samples=5, attribution=attribution)
-    assert method.sizes == [5 * B]  # the CPU default for 1×16×16 images: 1 024 images per pass
-    assert default_pass_images((1, 16, 16), B) == 1024
+    assert method.sizes == [5 * B]  # the CPU default for 1×16×16 images: 256 images per pass
+    assert default_pass_images((1, 16, 16), B) == 256
     assert default_pass_images((1, 16, 16), 2000) == 2000  # never below the batch
     assert default_pass_images((3, 32, 32), 8, "cuda") == 682
 

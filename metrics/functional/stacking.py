@@ -25,10 +25,11 @@ threads and asyncio tasks and needs no change in the callers between), else the 
 
 - on a GPU, 2**21 input elements per pass (2 674 images of 1×28×28, 682 of 3×32×32, B of
   3×224×224), where a larger pass fills the device and each call has a fixed launch cost;
-- on a CPU, 2**18 (334 images of 1×28×28, B of 3×32×32): a CPU is already busy at B = 128 on the
-  quickstart CNN, and larger passes fall out of its caches and run slower per image
-  (``benchmarks/metrics_floor.md``: passes of 1 337 images cost 1.3–2× passes of 128 there);
-  stacking pays on a CPU for small batches, whose calls are dominated by fixed costs.
+- on a CPU, 2**16 (83 images of 1×28×28, 21 of 3×32×32): a CPU is already busy at B = 128 on
+  the quickstart CNN, and larger passes fall out of its caches and run slower per image
+  (``benchmarks/metrics_floor.md``: passes of 334 images cost 1.2–1.3×, of 1 337 images
+  1.3–2×, passes of 128 there); on a CPU stacking pays only for small batches, whose calls are
+  dominated by fixed costs.
 
 Memory per pass grows with M; set it lower for large models.
 """
@@ -44,7 +45,7 @@ import torch
 from torch import Tensor, nn
 
 #: input elements per pass when no budget is set, by device type (others: "cpu"'s)
-DEFAULT_PASS_ELEMENTS: dict[str, int] = {"cuda": 2**21, "cpu": 2**18}
+DEFAULT_PASS_ELEMENTS: dict[str, int] = {"cuda": 2**21, "cpu": 2**16}
 
 _PASS_IMAGES: contextvars.ContextVar[int | None] = contextvars.ContextVar("robustlens_pass_images", default=None)
 
