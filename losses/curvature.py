@@ -29,7 +29,8 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from losses.base import Objective, ObjectiveOutput, StepContext, upcast
-from losses.input_gradients import clean_forward, input_leaf, per_example_loss_gradient, refuse_float16_autocast
+from losses.gradient_pairs import clean_gradient
+from losses.input_gradients import input_leaf, per_example_loss_gradient, refuse_float16_autocast
 
 
 class CurvaturePenalty(Objective):
@@ -54,8 +55,7 @@ class CurvaturePenalty(Objective):
     def forward(self, model: nn.Module, x: Tensor, y: Tensor, context: StepContext | None = None) -> ObjectiveOutput:
         refuse_float16_autocast(x, type(self).__name__)
         h = self.finite_difference_step
-        x_leaf, logits = clean_forward(model, x, context, needs_input_grad=True)
-        grad = per_example_loss_gradient(x_leaf, logits, y, create_graph=True)  # (B, C, H, W)
+        grad = clean_gradient(model, x, y, "loss", context)  # (B, C, H, W), shared within a step
         direction = grad.detach().sign()
         norms = direction.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (x.dim() - 1)))
         z = direction / norms  # (B, C, H, W), unit L2 norm (0 where the gradient vanishes)
