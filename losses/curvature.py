@@ -19,9 +19,20 @@ penalises λ_CURE · meanᵢ ‖∇L(xᵢ + h zᵢ) − ∇L(xᵢ)‖₂ with th
 norm that is neither squared nor divided by h², so its λ does not carry over exactly; the
 squared form of the paper maps as λ_CURE = λ / h². Tune λ and h on the data at hand.
 
-Cost: two gradients with ``create_graph=True`` (the clean one shared with ERM inside a
-:class:`losses.WeightedSum`) and their backward, about twice the input-gradient penalty. A
-regulariser: it returns the penalty and no logits. Eager mode only; refuses float16 autocast.
+Against the paper and the authors' code (github.com/F-Salehi/CURE_robustness, ``CURE.py``):
+the finite difference along z and the fixed z (no graph through the sign) are the paper's, and
+the weights' gradient is exact double back-propagation as in that code (which differentiates
+L(x + hz) − L(x) in one call; here the clean gradient comes first, since z is read from it).
+Departures, none of which changes the formula: z comes from the clean gradient the penalty needs
+anyway (the code takes one more, graph-free gradient for it), in the model's current mode (the
+code switches to eval mode for z and the penalty, so BatchNorm uses running statistics there);
+the norm is squared and divided by h² as in the paper, not as in the code (above).
+
+Cost: two gradients with ``create_graph=True`` and their backward, about twice the
+input-gradient penalty. The clean forward is shared with ERM and the clean gradient with an
+:class:`losses.InputGradientPenalty` in the same :class:`losses.WeightedSum` (it is the same
+∇ₓ CE); x + h·z depends on that gradient, so its forward cannot be batched with the clean one.
+A regulariser: it returns the penalty and no logits. Eager mode only; refuses float16 autocast.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ re-implementations): ∂ mean_j CE_j / ∂xᵢ = ∇CE(xᵢ)/B, so that penalty 
 A regulariser: it returns the penalty alone (compose it with ERM or PGD-AT through
 :class:`losses.WeightedSum`) and no logits. Cost: one gradient with ``create_graph=True`` and its
 backward, about 2–3 ERM steps; within a :class:`WeightedSum` the clean forward is shared with
-ERM's. Needs eager mode (no ``torch.compile``) and refuses float16 autocast (see
+ERM's and the gradient with :class:`losses.CurvaturePenalty`'s. Needs eager mode (no ``torch.compile``) and refuses float16 autocast (see
 :mod:`losses.input_gradients`).
 """
 
