@@ -18,10 +18,10 @@ the saliency map of the label logit, with x' in the ε-ball around x chosen by `
   step (Wang & Kong's pairing with adversarial training).
 
 Both gradients keep their graph (``create_graph=True``), so the weights learn to align them.
-They come from one ``torch.autograd.grad`` call, the clean one shared with any other part of the
-step that needs it, and from one forward of the clean and perturbed batch together where that
-cannot change a number (:mod:`losses.gradient_pairs` states the rule: not with BatchNorm in
-train mode, nor when a part before it has run the clean forward already).
+The clean one is shared with any other part of the step that needs it; on CUDA the clean and
+perturbed batches go through one forward where that cannot change a number
+(:mod:`losses.gradient_pairs` states the rule: not with BatchNorm in train mode, nor when a part
+before it has run the clean forward already).
 A regulariser: it returns the penalty and no logits; compose it with :class:`losses.WeightedSum`.
 The label logit's input gradient does not depend on the last layer's bias, so alone this
 penalty leaves that bias without a gradient (DDP's unused-parameter check would object);

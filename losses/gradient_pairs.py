@@ -8,9 +8,10 @@ This module takes them with as little repeated work as the batch allows:
   ``(FORWARD_KEY, "clean", "<kind>_gradient")`` (a model output: a branch keeps its own), so two
   parts that need the same gradient of the same clean forward (an input-gradient penalty and the
   curvature penalty both differentiate the cross-entropy) differentiate once.
-- **Both gradients come from one ``torch.autograd.grad`` call**: the sum of the two scalars is
-  differentiated with respect to both leaves (the graphs are disjoint, so each leaf receives its
-  own gradient, as two calls would give).
+- **Each gradient is its own ``torch.autograd.grad`` call** unless the batches share a forward
+  (then one call differentiates the sum of both scalars): differentiating the two disjoint
+  graphs in one call, as CURE's code does, gives the same numbers and measured 5–8 % slower on
+  the CPU (``benchmarks/objectives_speed.md``).
 - **Clean and perturbed inputs share one forward** (``model(cat([x, x']))``) on the device
   types of :data:`BATCHED_FORWARD_DEVICES` (CUDA: one launch per layer instead of two, fuller
   kernels at small batches; on the CPU, one thread, the doubled batch measured slower, see
@@ -104,37 +105,30 @@ def gradient_pair(
     Returns:
         The clean and the perturbed gradient. Values equal those of two separate forwards and
         two ``torch.autograd.grad`` calls (to floating-point reassociation when batched).
+        The clean one is read from, or left in, the context.
     """
-    clean_key = clean_gradient_key(kind)
-    if _in_context(context, clean_key):
-        g_clean = clean_gradient(model, x, y, kind, context)
-        if perturbed_forward is None:
-            x_leaf = input_leaf(x_perturbed)
-            perturbed_forward = (x_leaf, model(x_leaf))
-        xp_leaf, logits_p = perturbed_forward
-        (g_perturbed,) = torch.autograd.grad(gradient_objective(logits_p, y, kind), [xp_leaf], create_graph=True)
-        return g_clean, g_perturbed
-
     batch = (
         perturbed_forward is None
         and x.device.type in BATCHED_FORWARD_DEVICES
         and not _in_context(context, (FORWARD_KEY, CLEAN_FORWARD_KEY))
+        and not _in_context(context, clean_gradient_key(kind))
         and not mixes_examples(model)
     )
-    if batch:
-        x_leaf, xp_leaf = input_leaf(x), input_leaf(x_perturbed)
-        logits = model(torch.cat([x_leaf, xp_leaf]))  # (2B, K)
-        logits_clean, logits_p = logits[: len(x)], logits[len(x) :]
-        if context is not None:  # a later ERM part reads the clean half
-            context.get((FORWARD_KEY, CLEAN_FORWARD_KEY), lambda: (x_leaf, logits_clean))
-    else:
-        x_leaf, logits_clean = clean_forward(model, x, context, needs_input_grad=True)
+    if not batch:
+        g_clean = clean_gradient(model, x, y, kind, context)
         if perturbed_forward is None:
             xp_leaf = input_leaf(x_perturbed)
             perturbed_forward = (xp_leaf, model(xp_leaf))
         xp_leaf, logits_p = perturbed_forward
+        (g_perturbed,) = torch.autograd.grad(gradient_objective(logits_p, y, kind), [xp_leaf], create_graph=True)
+        return g_clean, g_perturbed
+
+    x_leaf, xp_leaf = input_leaf(x), input_leaf(x_perturbed)
+    logits = model(torch.cat([x_leaf, xp_leaf]))  # (2B, K)
+    logits_clean, logits_p = logits[: len(x)], logits[len(x) :]
     total = gradient_objective(logits_clean, y, kind) + gradient_objective(logits_p, y, kind)
     g_clean, g_perturbed = torch.autograd.grad(total, [x_leaf, xp_leaf], create_graph=True)
-    if context is not None:
-        context.get(clean_key, lambda: g_clean)
+    if context is not None:  # a later ERM part reads the clean half, a later penalty the gradient
+        context.get((FORWARD_KEY, CLEAN_FORWARD_KEY), lambda: (x_leaf, logits_clean))
+        context.get(clean_gradient_key(kind), lambda: g_clean)
     return g_clean, g_perturbed
