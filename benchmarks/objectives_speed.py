@@ -20,6 +20,17 @@ the Python heap.
     PYTHONPATH=. python benchmarks/objectives_speed.py --relative-to "pgd_at K=7" \
         --only "pgd_at K=7" "mart K=7" "pgd_at K=7 + awp" "trades K=7" "trades K=7 + awp" "pgd_at K=7 + ema"
 
+The two-gradient penalties, before and after their gradients were paired and shared
+(``(previous)`` rows run the former code, kept here; "one forward" forces the CUDA path of
+:mod:`losses.gradient_pairs`, clean and perturbed batches in one forward, onto the CPU):
+
+    PYTHONPATH=. python benchmarks/objectives_speed.py --batch-sizes 64 128 --rounds 11 --threads 1 \
+        --only "pgd_at K=7" "erm + input_gradient" "erm + attribution_stability" \
+        "erm + attribution_stability (previous)" "attribution_stability + erm, one forward" \
+        "attribution_stability alone" "attribution_stability alone (previous)" "erm + curvature" \
+        "erm + curvature (previous)" "erm + input_gradient + curvature" \
+        "erm + input_gradient + curvature (previous)"
+
 Expectations checked by the table: PGD-K costs about (K + 1) ERM steps (each attack step is a
 forward and an input backward, a little cheaper than a training step), FGSM-RS about 2, and a
 single double-backprop penalty (ERM + input-gradient norm) no more than about 3. AWP adds one

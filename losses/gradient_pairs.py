@@ -10,8 +10,8 @@ This module takes them with as little repeated work as the batch allows:
   curvature penalty both differentiate the cross-entropy) differentiate once.
 - **Each gradient is its own ``torch.autograd.grad`` call** unless the batches share a forward
   (then one call differentiates the sum of both scalars): differentiating the two disjoint
-  graphs in one call, as CURE's code does, gives the same numbers and measured 5–8 % slower on
-  the CPU (``benchmarks/objectives_speed.md``).
+  graphs in one call, as CURE's code does, gives the same numbers and measured about 8 % slower
+  on the CPU (``benchmarks/objectives_speed.md``).
 - **Clean and perturbed inputs share one forward** (``model(cat([x, x']))``) on the device
   types of :data:`BATCHED_FORWARD_DEVICES` (CUDA: one launch per layer instead of two, fuller
   kernels at small batches; on the CPU, one thread, the doubled batch measured slower, see
