@@ -69,7 +69,9 @@ def loss_gradient(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     return grad
 
 
-def plain_stability(objective: AttributionStability, model: nn.Module, x: Tensor, y: Tensor, x_perturbed: Tensor) -> Tensor:
+def plain_stability(
+    objective: AttributionStability, model: nn.Module, x: Tensor, y: Tensor, x_perturbed: Tensor
+) -> Tensor:
     """λ · (1 − meanᵢ cos(g(xᵢ), g(x'ᵢ))) with two forwards and two gradient calls."""
     cosine = flat_cosine(logit_gradient(model, x, y), logit_gradient(model, x_perturbed, y)).mean()
     return objective.penalty_weight * (1.0 - cosine)
@@ -125,7 +127,9 @@ def batched_forward(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPa
 @pytest.mark.parametrize("perturbation", PERTURBATIONS)
 @pytest.mark.parametrize("composition", ["alone", "after_erm", "before_erm"])
 @pytest.mark.parametrize("activation", ["relu", "softplus"])
-def test_attribution_stability_equals_the_plain_formula(perturbation: str, composition: str, activation: str) -> None:
+def test_attribution_stability_equals_the_plain_formula(
+    perturbation: str, composition: str, activation: str
+) -> None:
     model, (x, y) = model_of(activation), batch()
     stability = AttributionStability(penalty_weight=0.7, perturbation=perturbation, attack=ATTACK)  # type: ignore[arg-type]
     x_perturbed = perturbed_input(stability, model, x, y)
