@@ -20,6 +20,17 @@ the Python heap.
     PYTHONPATH=. python benchmarks/objectives_speed.py --relative-to "pgd_at K=7" \
         --only "pgd_at K=7" "mart K=7" "pgd_at K=7 + awp" "trades K=7" "trades K=7 + awp" "pgd_at K=7 + ema"
 
+The two-gradient penalties, before and after their gradients were paired and shared
+(``(previous)`` rows run the former code, kept here; "one forward" forces the CUDA path of
+:mod:`losses.gradient_pairs`, clean and perturbed batches in one forward, onto the CPU):
+
+    PYTHONPATH=. python benchmarks/objectives_speed.py --batch-sizes 64 128 --rounds 11 --threads 1 \
+        --only "pgd_at K=7" "erm + input_gradient" "erm + attribution_stability" \
+        "erm + attribution_stability (previous)" "attribution_stability + erm, one forward" \
+        "attribution_stability alone" "attribution_stability alone (previous)" "erm + curvature" \
+        "erm + curvature (previous)" "erm + input_gradient + curvature" \
+        "erm + input_gradient + curvature (previous)"
+
 Expectations checked by the table: PGD-K costs about (K + 1) ERM steps (each attack step is a
 forward and an input backward, a little cheaper than a training step), FGSM-RS about 2, and a
 single double-backprop penalty (ERM + input-gradient norm) no more than about 3. AWP adds one
@@ -40,7 +51,7 @@ import time
 from collections.abc import Callable
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from attacks import PGD, FGSMRandomStart
 from callbacks import WeightAverage
@@ -61,9 +72,59 @@ from losses import (
     PGDAdversarialTraining,
     SaliencyGuidedTraining,
     WeightedSum,
+    gradient_pairs,
 )
+from losses.attribution_stability import saliency_with_graph
+from losses.base import ObjectiveOutput, StepContext
+from losses.input_gradients import clean_forward, flat_cosine, input_leaf, per_example_loss_gradient
 
 EPS = 0.1
+
+
+class PreviousAttributionStability(AttributionStability):
+    """The penalty as it was before the gradients were paired (for side-by-side timing): the
+    clean forward shared, each gradient its own ``autograd.grad`` call, nothing else shared."""
+
+    def forward(self, model: nn.Module, x: Tensor, y: Tensor, context: StepContext | None = None) -> ObjectiveOutput:
+        attack = self.attack
+        x_perturbed = self.perturbed_input(model, x, y, attack, context)
+        x_leaf, logits = clean_forward(model, x, context, needs_input_grad=True)
+        g_clean = torch.autograd.grad(logits.gather(1, y[:, None]).sum(), [x_leaf], create_graph=True)[0]
+        g_perturbed = saliency_with_graph(model, x_perturbed, y)
+        penalty = self.penalty_weight * (1.0 - flat_cosine(g_clean, g_perturbed).mean())
+        return ObjectiveOutput(penalty, {"penalty": penalty.detach()}, None)
+
+
+class PreviousCurvaturePenalty(CurvaturePenalty):
+    """The curvature penalty as it was before its clean gradient was shared (side-by-side timing)."""
+
+    def forward(self, model: nn.Module, x: Tensor, y: Tensor, context: StepContext | None = None) -> ObjectiveOutput:
+        h = self.finite_difference_step
+        x_leaf, logits = clean_forward(model, x, context, needs_input_grad=True)
+        grad = per_example_loss_gradient(x_leaf, logits, y, create_graph=True)
+        z = grad.detach().sign()
+        z = z / z.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (x.dim() - 1)))
+        x_shifted = input_leaf(x.detach() + h * z)
+        grad_shifted = per_example_loss_gradient(x_shifted, model(x_shifted), y, create_graph=True)
+        penalty = self.penalty_weight * (grad_shifted - grad).flatten(1).pow(2).sum(1).mean() / h**2
+        return ObjectiveOutput(penalty, {"penalty": penalty.detach()}, None)
+
+
+class BatchedForwardOnCPU(Objective):
+    """Runs ``objective`` with the clean and perturbed batches in one forward on the CPU too
+    (the path :data:`losses.gradient_pairs.BATCHED_FORWARD_DEVICES` takes on CUDA)."""
+
+    def __init__(self, objective: Objective) -> None:
+        super().__init__()
+        self.objective = objective
+
+    def forward(self, model: nn.Module, x: Tensor, y: Tensor, context: StepContext | None = None) -> ObjectiveOutput:
+        devices = gradient_pairs.BATCHED_FORWARD_DEVICES
+        gradient_pairs.BATCHED_FORWARD_DEVICES = devices | {"cpu"}
+        try:
+            return self.objective(model, x, y, context)
+        finally:
+            gradient_pairs.BATCHED_FORWARD_DEVICES = devices
 
 
 def pgd(steps: int) -> PGD:
@@ -85,7 +146,22 @@ OBJECTIVES: dict[str, Callable[[], Objective]] = {
     "saliency_guided": lambda: SaliencyGuidedTraining(),
     "erm + input_gradient": lambda: WeightedSum([Part(ERM()), Part(InputGradientPenalty(0.1))]),
     "erm + attribution_stability": lambda: WeightedSum([Part(ERM()), Part(AttributionStability(attack=PGD(eps=EPS)))]),
+    "erm + attribution_stability (previous)": lambda: WeightedSum(
+        [Part(ERM()), Part(PreviousAttributionStability(attack=PGD(eps=EPS)))]
+    ),
+    "attribution_stability + erm, one forward": lambda: BatchedForwardOnCPU(
+        WeightedSum([Part(AttributionStability(attack=PGD(eps=EPS))), Part(ERM())])
+    ),
+    "attribution_stability alone": lambda: AttributionStability(attack=PGD(eps=EPS)),
+    "attribution_stability alone (previous)": lambda: PreviousAttributionStability(attack=PGD(eps=EPS)),
     "erm + curvature": lambda: WeightedSum([Part(ERM()), Part(CurvaturePenalty(1.0, 1.5))]),
+    "erm + curvature (previous)": lambda: WeightedSum([Part(ERM()), Part(PreviousCurvaturePenalty(1.0, 1.5))]),
+    "erm + input_gradient + curvature": lambda: WeightedSum(
+        [Part(ERM()), Part(InputGradientPenalty(0.1)), Part(CurvaturePenalty(1.0, 1.5))]
+    ),
+    "erm + input_gradient + curvature (previous)": lambda: WeightedSum(
+        [Part(ERM()), Part(InputGradientPenalty(0.1)), Part(PreviousCurvaturePenalty(1.0, 1.5))]
+    ),
     "erm + ig_norm m=10 K=3": lambda: WeightedSum(
         [Part(ERM()), Part(IGNorm(riemann_steps=10, attack=PGD(eps=EPS, step_size=0.04, steps=3)))]
     ),
@@ -188,12 +264,12 @@ def main(argv: list[str] | None = None) -> None:
         erm_time, erm_memory = results[args.relative_to]
         ratio = "× ERM" if args.relative_to == "erm" else "× ref"
         print(f"\nbatch size {batch_size}" + ("" if args.relative_to == "erm" else f"; ref = {args.relative_to}"))
-        print(f"| {'objective':<36} | {'ms/step':>8} | {ratio:>6} | {'peak MB':>8} | {ratio:>6} |")
-        print(f"|{'-' * 38}|{'-' * 10}|{'-' * 8}|{'-' * 10}|{'-' * 8}|")
+        print(f"| {'objective':<44} | {'ms/step':>8} | {ratio:>6} | {'peak MB':>8} | {ratio:>6} |")
+        print(f"|{'-' * 46}|{'-' * 10}|{'-' * 8}|{'-' * 10}|{'-' * 8}|")
         for name in names:
             seconds, memory = results[name]
             print(
-                f"| {name:<36} | {1e3 * seconds:8.1f} | {seconds / erm_time:6.2f} | "
+                f"| {name:<44} | {1e3 * seconds:8.1f} | {seconds / erm_time:6.2f} | "
                 f"{memory / 2**20:8.1f} | {memory / erm_memory:6.2f} |",
                 flush=True,
             )

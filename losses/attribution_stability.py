@@ -18,6 +18,10 @@ the saliency map of the label logit, with x' in the ε-ball around x chosen by `
   step (Wang & Kong's pairing with adversarial training).
 
 Both gradients keep their graph (``create_graph=True``), so the weights learn to align them.
+The clean one is shared with any other part of the step that needs it; on CUDA the clean and
+perturbed batches go through one forward where that cannot change a number
+(:mod:`losses.gradient_pairs` states the rule: not with BatchNorm in train mode, nor when a part
+before it has run the clean forward already).
 A regulariser: it returns the penalty and no logits; compose it with :class:`losses.WeightedSum`.
 The label logit's input gradient does not depend on the last layer's bias, so alone this
 penalty leaves that bias without a gradient (DDP's unused-parameter check would object);
@@ -35,9 +39,9 @@ from torch import Tensor, nn
 from attacks import PGD
 from common.modes import module_mode
 from losses.base import Objective, ObjectiveOutput, StepContext
+from losses.gradient_pairs import gradient_pair
 from losses.input_gradients import (
     adversarial_forward,
-    clean_forward,
     flat_cosine,
     input_leaf,
     maximise_in_ball,
@@ -122,13 +126,10 @@ class AttributionStability(Objective):
         refuse_float16_autocast(x, type(self).__name__)
         attack = scaled_attack(self.attack, self.warmup.next_fraction(context))
         x_perturbed = self.perturbed_input(model, x, y, attack, context)
-        x_leaf, logits = clean_forward(model, x, context, needs_input_grad=True)
-        g_clean = per_example_logit_gradient(x_leaf, logits, y, create_graph=True)
+        perturbed_forward = None
         if self.perturbation == "ce_adversarial":  # PGD-AT's forward at the same example, if any
-            x_adv_leaf, logits_adv = adversarial_forward(model, x_perturbed, attack, context, needs_input_grad=True)
-            g_perturbed = per_example_logit_gradient(x_adv_leaf, logits_adv, y, create_graph=True)
-        else:
-            g_perturbed = saliency_with_graph(model, x_perturbed, y)
+            perturbed_forward = adversarial_forward(model, x_perturbed, attack, context, needs_input_grad=True)
+        g_clean, g_perturbed = gradient_pair(model, x, x_perturbed, y, "logit", context, perturbed_forward)
         cosine = flat_cosine(g_clean, g_perturbed).mean()
         penalty = self.penalty_weight * (1.0 - cosine)
         logs = {"penalty": penalty.detach(), "cosine": cosine.detach()}

@@ -19,9 +19,20 @@ penalises λ_CURE · meanᵢ ‖∇L(xᵢ + h zᵢ) − ∇L(xᵢ)‖₂ with th
 norm that is neither squared nor divided by h², so its λ does not carry over exactly; the
 squared form of the paper maps as λ_CURE = λ / h². Tune λ and h on the data at hand.
 
-Cost: two gradients with ``create_graph=True`` (the clean one shared with ERM inside a
-:class:`losses.WeightedSum`) and their backward, about twice the input-gradient penalty. A
-regulariser: it returns the penalty and no logits. Eager mode only; refuses float16 autocast.
+Against the paper and the authors' code (github.com/F-Salehi/CURE_robustness, ``CURE.py``):
+the finite difference along z and the fixed z (no graph through the sign) are the paper's, and
+the weights' gradient is exact double back-propagation as in that code (which differentiates
+L(x + hz) − L(x) in one call; here the clean gradient comes first, since z is read from it).
+Departures, none of which changes the formula: z comes from the clean gradient the penalty needs
+anyway (the code takes one more, graph-free gradient for it), in the model's current mode (the
+code switches to eval mode for z and the penalty, so BatchNorm uses running statistics there);
+the norm is squared and divided by h² as in the paper, not as in the code (above).
+
+Cost: two gradients with ``create_graph=True`` and their backward, about twice the
+input-gradient penalty. The clean forward is shared with ERM and the clean gradient with an
+:class:`losses.InputGradientPenalty` in the same :class:`losses.WeightedSum` (it is the same
+∇ₓ CE); x + h·z depends on that gradient, so its forward cannot be batched with the clean one.
+A regulariser: it returns the penalty and no logits. Eager mode only; refuses float16 autocast.
 """
 
 from __future__ import annotations
@@ -29,7 +40,8 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from losses.base import Objective, ObjectiveOutput, StepContext, upcast
-from losses.input_gradients import clean_forward, input_leaf, per_example_loss_gradient, refuse_float16_autocast
+from losses.gradient_pairs import clean_gradient
+from losses.input_gradients import input_leaf, per_example_loss_gradient, refuse_float16_autocast
 
 
 class CurvaturePenalty(Objective):
@@ -54,8 +66,7 @@ class CurvaturePenalty(Objective):
     def forward(self, model: nn.Module, x: Tensor, y: Tensor, context: StepContext | None = None) -> ObjectiveOutput:
         refuse_float16_autocast(x, type(self).__name__)
         h = self.finite_difference_step
-        x_leaf, logits = clean_forward(model, x, context, needs_input_grad=True)
-        grad = per_example_loss_gradient(x_leaf, logits, y, create_graph=True)  # (B, C, H, W)
+        grad = clean_gradient(model, x, y, "loss", context)  # (B, C, H, W), shared within a step
         direction = grad.detach().sign()
         norms = direction.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (x.dim() - 1)))
         z = direction / norms  # (B, C, H, W), unit L2 norm (0 where the gradient vanishes)

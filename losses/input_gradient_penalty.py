@@ -18,7 +18,7 @@ re-implementations): ∂ mean_j CE_j / ∂xᵢ = ∇CE(xᵢ)/B, so that penalty 
 A regulariser: it returns the penalty alone (compose it with ERM or PGD-AT through
 :class:`losses.WeightedSum`) and no logits. Cost: one gradient with ``create_graph=True`` and its
 backward, about 2–3 ERM steps; within a :class:`WeightedSum` the clean forward is shared with
-ERM's. Needs eager mode (no ``torch.compile``) and refuses float16 autocast (see
+ERM's and the gradient with :class:`losses.CurvaturePenalty`'s. Needs eager mode (no ``torch.compile``) and refuses float16 autocast (see
 :mod:`losses.input_gradients`).
 """
 
@@ -27,7 +27,8 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from losses.base import Objective, ObjectiveOutput, StepContext, upcast
-from losses.input_gradients import clean_forward, per_example_loss_gradient, refuse_float16_autocast
+from losses.gradient_pairs import clean_gradient
+from losses.input_gradients import refuse_float16_autocast
 
 
 class InputGradientPenalty(Objective):
@@ -49,8 +50,7 @@ class InputGradientPenalty(Objective):
 
     def forward(self, model: nn.Module, x: Tensor, y: Tensor, context: StepContext | None = None) -> ObjectiveOutput:
         refuse_float16_autocast(x, type(self).__name__)
-        x_leaf, logits = clean_forward(model, x, context, needs_input_grad=True)
-        grad = per_example_loss_gradient(x_leaf, logits, y, create_graph=True)  # (B, C, H, W)
+        grad = clean_gradient(model, x, y, "loss", context)  # (B, C, H, W), shared within a step
         grad_norm_sq = upcast(grad.flatten(1)).pow(2).sum(1).mean()
         penalty = self.penalty_weight * grad_norm_sq
         return ObjectiveOutput(penalty, {"penalty": penalty.detach(), "grad_norm_sq": grad_norm_sq.detach()}, None)
