@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 from attacks import PGD
 from common.modes import module_mode
-from losses.base import Objective, ObjectiveOutput, StepContext
+from losses.base import Objective, ObjectiveOutput, StepContext, attack_key
 from losses.gradient_pairs import gradient_pair
 from losses.input_gradients import (
     adversarial_forward,
@@ -98,7 +98,7 @@ class AttributionStability(Objective):
         under a shared context (drawn or searched once, at the weights of the first call)."""
         if context is None or self.perturbation == "ce_adversarial":  # the latter is memoised by PGD-AT's key
             return self._perturbed_input(model, x, y, attack, context)
-        key = ("attribution_stability_input", self.perturbation, repr(attack))
+        key = ("attribution_stability_input", self.perturbation, attack_key(attack))
         return context.get(key, lambda: self._perturbed_input(model, x, y, attack, context))
 
     def _perturbed_input(
