@@ -239,7 +239,7 @@ def random_logit(
     else:
         other = other.to(x.device).long()
         if other.shape != target.shape or bool((other == target).any()) or bool(((other < 0) | (other >= classes)).any()):
-            raise ValueError(f"other must be (B,) classes in [0, {classes}) that differ from the target, got {other.tolist()}")
+            raise ValueError(f"other must be (B,) classes in [0, {classes}) that differ from the target (B = {target.shape[0]})")
     explained = method(model, x, target) if attribution is None else attribution
     return compare(pixel_map(explained, reduction), pixel_map(method(model, x, other), reduction))
 
