@@ -28,7 +28,7 @@ from attributions import Saliency, pixel_map
 from benchmarks.timing import median_seconds
 from datamodules import build_mosaics, generate_shapes
 from lightning_modules import build_model
-from metrics.functional.localisation import focus, mask_auc, top_k_intersection
+from metrics.functional.localisation import focus, mask_auc, mask_topk_intersection
 from metrics.functional.randomisation import (
     independent_randomisation,
     model_perturbation,
@@ -102,8 +102,8 @@ def timings(repeats: int = 3) -> list[dict]:
     a, s = maps[:, None].numpy(), masks.numpy()
     rows += [
         _row(
-            "top_k_intersection",
-            lambda: top_k_intersection(maps, masks, k=78),
+            "mask_topk_intersection",
+            lambda: mask_topk_intersection(maps, masks, k=78),
             lambda: quantus.TopKIntersection(k=78, **plain)(model, xn, yn, a_batch=a, s_batch=s, device="cpu"),
             repeats,
             "k = 10 % of 784, given maps",

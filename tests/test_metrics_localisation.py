@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from datamodules import build_mosaics, generate_shapes
-from metrics.functional.localisation import focus, mask_auc, top_k_intersection
+from datamodules import build_mosaics, generate_shapes, mosaics_around
+from metrics.functional.localisation import focus, mask_auc, mask_topk_intersection
 
 
 @pytest.fixture(scope="module")
@@ -27,29 +27,29 @@ def test_a_map_equal_to_the_mask_scores_1_and_a_constant_map_chance(shapes: tupl
     _, _, masks = shapes
     exact = masks.float()
     smallest = int(masks.flatten(1).sum(dim=1).min())
-    torch.testing.assert_close(top_k_intersection(exact, masks, k=smallest), torch.ones(len(masks)))
+    torch.testing.assert_close(mask_topk_intersection(exact, masks, k=smallest), torch.ones(len(masks)))
     torch.testing.assert_close(mask_auc(exact, masks), torch.ones(len(masks)))
     constant = torch.full_like(exact, 0.3)
     torch.testing.assert_close(mask_auc(constant, masks), torch.full((len(masks),), 0.5))
     share = masks.flatten(1).float().mean(dim=1)  # a constant map's top k is a random pick
-    torch.testing.assert_close(top_k_intersection(constant, masks, k=10), share)
+    torch.testing.assert_close(mask_topk_intersection(constant, masks, k=10), share)
     torch.testing.assert_close(mask_auc(-exact, masks), torch.zeros(len(masks)))  # the mask inverted
     # Partial ties at the k-th value count by their expected share.
     one = torch.tensor([[[3.0, 1.0, 1.0, 1.0]]])
     inside = torch.tensor([[[False, True, False, False]]])
-    assert top_k_intersection(one, inside, k=2).item() == pytest.approx(0.5 * (1 / 3))
+    assert mask_topk_intersection(one, inside, k=2).item() == pytest.approx(0.5 * (1 / 3))
 
 
 def test_undefined_scores_are_nan() -> None:
     maps = torch.rand(2, 4, 4)
     empty, full = torch.zeros(2, 4, 4, dtype=torch.bool), torch.ones(2, 4, 4, dtype=torch.bool)
-    assert top_k_intersection(maps, empty, k=3).isnan().all()
+    assert mask_topk_intersection(maps, empty, k=3).isnan().all()
     assert mask_auc(maps, empty).isnan().all() and mask_auc(maps, full).isnan().all()
     quadrants = torch.tensor([[True, True, False, False], [False] * 4])
     scores = focus(torch.stack([-torch.ones(4, 4), torch.ones(4, 4)]), quadrants)
     assert scores.isnan().all()  # no positive relevance; no target quadrant
     with pytest.raises(ValueError, match="k must be"):
-        top_k_intersection(maps, full, k=17)
+        mask_topk_intersection(maps, full, k=17)
     with pytest.raises(ValueError, match="quadrants must be"):
         focus(maps, quadrants[:, :3])
 
@@ -74,6 +74,23 @@ def test_mosaics_hold_two_target_tiles_where_the_flags_say(shapes: tuple[Tensor,
         build_mosaics(images[:3], torch.tensor([0, 1, 2]), 2)
 
 
+def test_mosaics_around_each_image_and_at_half_size(shapes: tuple[Tensor, Tensor, Tensor]) -> None:
+    images, labels, masks = shapes
+    ids = torch.arange(50, 50 + len(labels))
+    around = mosaics_around(images, labels, seed=1, ids=ids, masks=masks, half_size=True)
+    assert around.images.shape == images.shape and around.defined is not None and around.defined.all()
+    assert torch.equal(around.labels, labels)
+    assert ((around.sources == torch.arange(len(labels))[:, None]) & around.quadrants).sum(dim=1).eq(1).all()  # i is a target tile
+    assert torch.equal(labels[around.sources] == labels[:, None], around.quadrants)
+    pooled = torch.nn.functional.avg_pool2d(images[around.sources[0, 3]], 2)
+    torch.testing.assert_close(around.images[0, :, 8:, 8:], pooled)  # quadrant 3, bottom-right
+    # Half-size mosaics keep focus's closed form: relevance on the target objects only scores 1.
+    torch.testing.assert_close(focus(around.masks[:, 0].float(), around.quadrants), torch.ones(len(labels)))
+    # An image without a partner of its class gets a placeholder marked undefined.
+    lonely = mosaics_around(images[:4], torch.tensor([0, 1, 1, 2]))
+    assert lonely.defined.tolist() == [False, True, True, False]
+
+
 def test_focus_closed_forms_on_mosaics(shapes: tuple[Tensor, Tensor, Tensor]) -> None:
     images, labels, masks = shapes
     mosaics = build_mosaics(images, labels, 8, seed=2, masks=masks)
@@ -94,7 +111,7 @@ def test_localisation_equals_quantus(shapes: tuple[Tensor, Tensor, Tensor]) -> N
     expected = quantus.TopKIntersection(k=20, **options)(
         model, x, y, a_batch=maps[:, None].numpy(), s_batch=masks[:, None].numpy(), device="cpu"
     )
-    np.testing.assert_allclose(top_k_intersection(maps, masks, k=20).numpy(), expected, atol=1e-6)
+    np.testing.assert_allclose(mask_topk_intersection(maps, masks, k=20).numpy(), expected, atol=1e-6)
     tied = (maps * 2).round()  # many ties: scikit-learn's ROC counts them half, as ours
     expected = quantus.AUC(**options)(model, x, y, a_batch=tied[:, None].numpy(), s_batch=masks[:, None].numpy(), device="cpu")
     np.testing.assert_allclose(mask_auc(tied, masks).numpy(), expected, atol=1e-6)

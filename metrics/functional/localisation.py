@@ -89,7 +89,7 @@ def spurious_share(maps: Tensor, spurious_masks: Tensor) -> Tensor:
     return _nan_where((total <= 0) | ~masks.flatten(1).any(dim=1), score)
 
 
-def top_k_intersection(maps: Tensor, masks: Tensor, k: int | None = None) -> Tensor:
+def mask_topk_intersection(maps: Tensor, masks: Tensor, k: int | None = None) -> Tensor:
     """Top-k intersection (Theiner, Müller-Budack & Ewerth, "Interpretable Semantic Photo
     Geolocation", WACV 2022): the share of the k most relevant pixels that lie in the mask,
     |top_k(R) ∩ mask| / k, per example (B,); NaN for an empty mask.
