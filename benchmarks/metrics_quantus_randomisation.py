@@ -31,7 +31,8 @@ from torch import nn
 
 from attributions import Saliency, pixel_map
 from benchmarks.timing import median_seconds
-from datamodules import build_mosaics, generate_shapes
+from common.mosaics import build_mosaics
+from datamodules import generate_shapes
 from lightning_modules import build_model
 from metrics.functional.localisation import focus, mask_auc, mask_topk_intersection
 from metrics.functional.randomisation import (
@@ -137,7 +138,7 @@ def timings(repeats: int = 3) -> list[dict]:
 def profile() -> list[dict]:
     """Mean score of each metric per method on the trained test model (see the module docstring)."""
     from attributions import EdgeDetector, IntegratedGradients
-    from datamodules import mosaics_around
+    from common.mosaics import mosaics_around
     from tests.trained_model import train_shapes_model
 
     torch.set_num_threads(1)

@@ -6,7 +6,7 @@ from datamodules.cifar import CIFAR10, CIFAR100
 from datamodules.image_folder import ImageFolder
 from datamodules.image_split import ImageSplit, RandomCropFlip
 from datamodules.mnist import MNIST, FashionMNIST
-from datamodules.mosaics import Mosaics, build_mosaics, mosaics_around
+from common.mosaics import Mosaics, build_mosaics, mosaics_around
 from datamodules.published import PublishedDataModule
 from datamodules.resumable import EpochSeededSampler, ResumableDataLoader
 from datamodules.split_base import SplitImageDataModule

@@ -8,7 +8,9 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from datamodules import build_mosaics, generate_shapes, mosaics_around
+from common.mosaics import build_mosaics, mosaics_around
+from datamodules import generate_shapes
+from attributions import pixel_map
 from metrics.functional.localisation import focus, mask_auc, mask_topk_intersection
 
 
@@ -122,3 +124,29 @@ def test_localisation_equals_quantus(shapes: tuple[Tensor, Tensor, Tensor]) -> N
         custom_batch=mosaics.quadrants.numpy().astype(int), device="cpu",
     )
     np.testing.assert_allclose(focus(mosaic_maps, mosaics.quadrants).numpy(), expected, atol=1e-6)
+
+
+def test_the_family_by_name_and_focus_on_the_batch(shapes: tuple[Tensor, Tensor, Tensor]) -> None:
+    from attributions import Saliency
+    from metrics import check_metric, compute_metrics, metric_spec
+    from report.plan import _check_metric_names
+    from tests.metric_cases import tiny_model
+
+    images, labels, masks = shapes
+    model, saliency = tiny_model(), Saliency()
+    names = ["mask_topk_intersection", "mask_auc", "focus"]
+    scores = compute_metrics(names, model, images, labels, saliency, masks, options={"mask_topk_intersection": {"k": 12}})
+    maps = pixel_map(saliency(model, images, labels), "sum")
+    torch.testing.assert_close(scores["mask_topk_intersection"], mask_topk_intersection(maps, masks, k=12))
+    torch.testing.assert_close(scores["mask_auc"], mask_auc(maps, masks))
+    mosaics = mosaics_around(images, labels, half_size=True)
+    expected = focus(pixel_map(saliency(model, mosaics.images, labels), "sum"), mosaics.quadrants)
+    torch.testing.assert_close(scores["focus"], expected)
+    assert metric_spec("mask_auc").requires == ("masks",) and metric_spec("focus").requires == ()
+    assert _check_metric_names(names) == names
+    with pytest.raises(ValueError, match="masks must be given"):
+        compute_metrics(["mask_auc"], model, images, labels, saliency)
+    with pytest.raises(ValueError, match="k must be an integer"):
+        check_metric("mask_topk_intersection", k=0)
+    with pytest.raises(ValueError, match="half_size=False needs a model"):
+        compute_metrics(["focus"], model, images, labels, saliency, options={"focus": {"half_size": False}})

@@ -253,3 +253,34 @@ def test_bad_options_name_the_field(function: Any, options: dict[str, Any], fiel
 
     with pytest.raises(ValueError, match=field):
         function(model, x, y, Refuse(), **options)
+
+
+NAMES = ("random_logit", "independent_randomisation", "smoothed_randomisation", "model_perturbation")
+
+
+def test_the_family_by_name_equals_the_functions_and_the_report_accepts_it(batch: tuple[nn.Module, Tensor, Tensor]) -> None:
+    from metrics import build_metric, check_metric, compute_metrics, metric_spec
+    from report.plan import _check_metric_names
+
+    model, x, y = batch
+    ids = torch.arange(20, 26)
+    options = {"smoothed_randomisation": {"n_samples": 2, "seed": 3}, "model_perturbation": {"n_samples": 2}}
+    scores = compute_metrics(NAMES, model, x, y, Saliency(), options=options, example_ids=ids)
+    saliency = Saliency()
+    torch.testing.assert_close(scores["random_logit"], random_logit(model, x, y, saliency, ids=ids))
+    torch.testing.assert_close(scores["independent_randomisation"], independent_randomisation(model, x, y, saliency))
+    torch.testing.assert_close(
+        scores["smoothed_randomisation"], smoothed_randomisation(model, x, y, saliency, n_samples=2, seed=3, ids=ids)
+    )
+    torch.testing.assert_close(scores["model_perturbation"], model_perturbation(model, x, y, saliency, n_samples=2))
+    assert [metric_spec(n).higher_is_better for n in NAMES] == [False, False, False, True]
+    assert _check_metric_names(list(NAMES)) == list(NAMES)
+    metric = build_metric("random_logit")
+    metric.update(scores["random_logit"])
+    torch.testing.assert_close(metric.compute(), scores["random_logit"].mean())
+    with pytest.raises(ValueError, match="order must be one of"):
+        check_metric("smoothed_randomisation", order="sideways")
+    with pytest.raises(ValueError, match="aggregate must be one of"):
+        check_metric("independent_randomisation", aggregate="none")  # per example: one number
+    with pytest.raises(ValueError, match="sigma must be a number"):
+        check_metric("model_perturbation", sigma=-1.0)

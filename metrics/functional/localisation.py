@@ -147,7 +147,7 @@ def mask_auc(maps: Tensor, masks: Tensor) -> Tensor:
 
 def focus(maps: Tensor, quadrants: Tensor) -> Tensor:
     """Focus (Arias-Duart, Parés, Garcia-Gasulla & Giménez-Ábalos, "Focus! Rating XAI Methods
-    and Finding Biases", FUZZ-IEEE 2022) on 2 × 2 mosaics (:func:`datamodules.mosaics.build_mosaics`):
+    and Finding Biases", FUZZ-IEEE 2022) on 2 × 2 mosaics (:func:`common.mosaics.build_mosaics`):
     the share of the positive relevance that falls on the quadrants holding the target class,
 
         Focus = Σ_{target quadrants} R⁺ / Σ R⁺,
