@@ -6,6 +6,7 @@ from datamodules.cifar import CIFAR10, CIFAR100
 from datamodules.image_folder import ImageFolder
 from datamodules.image_split import ImageSplit, RandomCropFlip
 from datamodules.mnist import MNIST, FashionMNIST
+from common.mosaics import Mosaics, build_mosaics, mosaics_around
 from datamodules.published import PublishedDataModule
 from datamodules.resumable import EpochSeededSampler, ResumableDataLoader
 from datamodules.split_base import SplitImageDataModule
@@ -25,6 +26,7 @@ __all__ = [
     "ImageDataModule",
     "ImageFolder",
     "ImageSplit",
+    "Mosaics",
     "ProbeBatch",
     "PublishedDataModule",
     "RandomCropFlip",
@@ -32,5 +34,7 @@ __all__ = [
     "ShapesTensors",
     "SplitImageDataModule",
     "SyntheticShapes",
+    "build_mosaics",
     "generate_shapes",
+    "mosaics_around",
 ]

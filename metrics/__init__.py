@@ -31,12 +31,19 @@ from metrics.robustness import (
 from metrics.sensitivity import AvgSensitivity, AvgSensitivityAbs, LocalLipschitz, MaxSensitivity, MaxSensitivityAbs
 from metrics.infidelity import Infidelity
 from metrics.faithfulness import DeletionAUC, InsertionAUC, SensitivityN
-from metrics.randomisation import ModelRandomisation
-from metrics.localisation import PointingGame, RelevanceMass, RelevanceRank, SpuriousShare
+from metrics.randomisation import IndependentRandomisation, ModelPerturbation, ModelRandomisation, RandomLogit, SmoothedRandomisation
+from metrics.localisation import Focus, MaskAUC, MaskTopKIntersection, PointingGame, RelevanceMass, RelevanceRank, SpuriousShare
 from metrics.registry import MetricLike, MetricSpec, build_metric, check_metric, compute_metric, compute_metrics, metric_key, metric_spec
 from metrics import defaults
 
 __all__ = [
+    "MaskTopKIntersection",
+    "MaskAUC",
+    "Focus",
+    "SmoothedRandomisation",
+    "RandomLogit",
+    "ModelPerturbation",
+    "IndependentRandomisation",
     "AttackPerturbation",
     "AvgSensitivity",
     "AvgSensitivityAbs",

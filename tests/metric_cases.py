@@ -34,6 +34,8 @@ CHEAP_OPTIONS: dict[str, dict[str, Any]] = {
     "deletion_auc": {"steps": 4},
     "insertion_auc": {"steps": 4},
     "sensitivity_n": {"n_subsets": 4},
+    "smoothed_randomisation": {"n_samples": 2},
+    "model_perturbation": {"n_samples": 2},
 }
 
 
