@@ -18,8 +18,9 @@ counts the pixels where exactly one of the two holds,
 
     NS(x) = #{i : [r_i / max_j r_j < ε_Φ]  XOR  [|f_t(x) − f_t(x with pixel i removed)| < ε_f]}
 
-with r = Σ_c |Φ_c| (lower is better, 0 = both properties hold everywhere). Quantus 0.6 uses one
-ε for both tests and divides Φ by the batch's largest |Φ|, so an example's score depends on its
+with r = Σ_c |Φ_c| and f_t the target's logit (``output="probability"``: its softmax
+probability, Quantus's default here); lower is better, 0 = both properties hold everywhere.
+Quantus 0.6 uses one ε for both tests and divides Φ by the batch's largest |Φ|, so an example's score depends on its
 batch; here the relevance is relative to the example's own largest value, and the two
 thresholds are separate options (both 1e-5 by default, Quantus's value). One forward pass per
 pixel per example, batched.
@@ -37,7 +38,9 @@ input-invariant method gives Φ_f̃(x̃) = Φ_f(x). Score:
 zero-padded convolution would see the padding unshifted, so its copy pads with δ instead (the
 border then matches exactly); Quantus 0.6 keeps the zero padding (and sets the bias from the
 smallest output of the layer on a constant input, a border value when there is padding), only
-shifts a first module that is a convolution, and returns a boolean ``allclose(atol=1e-4)``.
+shifts a first module that is a convolution, returns a boolean ``allclose(atol=1e-4)``, and its
+shifted input leaves the first element of every image unshifted (its index handling), so x̃ ≠
+x + c and even saliency fails its test.
 """
 
 from __future__ import annotations
@@ -102,6 +105,7 @@ def non_sensitivity(
     baseline: Removal = "zero",
     attribution_eps: float = 1e-5,
     output_eps: float = 1e-5,
+    output: str = "logit",
     rows_per_pass: int = 1024,
 ) -> Tensor:
     """Pixels where "no relevance" and "no effect on the logit" disagree, per example (B,).
@@ -113,7 +117,8 @@ def non_sensitivity(
         attribution: Φ(x) (B, C, H, W).
         baseline: what a removed pixel becomes ("zero", "mean", "blur").
         attribution_eps: ε_Φ, on r_i / max_j r_j.
-        output_eps: ε_f, on the change of the target's logit.
+        output_eps: ε_f, on the change of the target's output.
+        output: "logit" or "probability" (softmax; Quantus's default for this metric).
         rows_per_pass: images per forward pass (memory only; scores do not depend on it).
 
     Returns:
@@ -121,6 +126,8 @@ def non_sensitivity(
     """
     attribution_eps = _check_nonnegative("attribution_eps", attribution_eps)
     output_eps = _check_nonnegative("output_eps", output_eps)
+    if output not in ("logit", "probability"):
+        raise ValueError(f"output must be one of ('logit', 'probability'), got {output!r}")
     if isinstance(rows_per_pass, bool) or int(rows_per_pass) != rows_per_pass or rows_per_pass < 1:
         raise ValueError(f"rows_per_pass must be an integer >= 1, got {rows_per_pass!r}")
     b, c, h, w = x.shape
@@ -129,7 +136,7 @@ def non_sensitivity(
     relative = r / r.max(dim=1, keepdim=True).values.clamp_min(torch.finfo(r.dtype).tiny)
     no_relevance = relative < attribution_eps  # (B, P)
     filler = removal_baseline(x, baseline)
-    clean = target_scores(model, x, target).double()  # (B,)
+    clean = target_scores(model, x, target, output).double()  # (B,)
     pixels_per_pass = max(1, int(rows_per_pass) // b)
     no_effect = torch.empty(b, p, dtype=torch.bool, device=x.device)
     eye = torch.eye(p, dtype=torch.bool, device=x.device).view(p, 1, 1, h, w)  # one pixel per row
@@ -137,7 +144,7 @@ def non_sensitivity(
         chosen = eye[start : start + pixels_per_pass]  # (k, 1, 1, H, W)
         k = chosen.shape[0]
         images = torch.where(chosen, filler.unsqueeze(0), x.unsqueeze(0)).flatten(0, 1)  # (k·B, C, H, W), pixel-major
-        moved = target_scores(model, images, target.repeat(k)).double().view(k, b)  # (k, B)
+        moved = target_scores(model, images, target.repeat(k), output).double().view(k, b)  # (k, B)
         no_effect[:, start : start + k] = ((moved - clean).abs() < output_eps).T
     return (no_relevance ^ no_effect).sum(dim=1).double()
 
