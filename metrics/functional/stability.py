@@ -23,13 +23,14 @@ left out of the maximum, as the paper's constraint says.
 Continuity (Montavon, Samek & Müller, "Methods for interpreting and understanding deep neural
 networks", Digital Signal Processing 2018): an explanation should not jump when the input moves
 smoothly. Along horizontal translations x'_s of x (the vacated columns black), following
-Quantus's schedule — n steps of dx = ⌊(2W + 1)/n⌋ pixels from −W + dx to −W + n·dx, the
+Quantus's schedule — n steps (default W) of dx = ⌊(2W + 1)/n⌋ pixels from −W + dx to −W + n·dx, the
 unshifted step left out —
 
     C(x) = max_s ‖|Φ̂(x)| − |Φ̂(x'_s)|‖₁ / (‖x − x'_s‖₂ + 1e-9)
 
 where Φ̂ is Φ divided by its own largest |Φ| (``normalise``; Quantus divides by the largest |Φ|
-of the whole batch, so its scores depend on the batch). Lower is more continuous. One
+of the whole batch, so its scores depend on the batch; and its "black" fill is the image's own
+minimum, ``fill="min"`` here, where the default fills with 0). Lower is more continuous. One
 attribution call per step.
 
 Consistency (Dasgupta, Frost & Moshkovitz, "Framework for Evaluating Faithfulness of Local
@@ -65,6 +66,7 @@ from metrics.functional.common import check_perturbations, check_positive_int
 
 _RELATIVE_STABILITY_STREAM = 30
 STABILITY_KINDS: tuple[str, ...] = ("input", "output", "representation")
+FILLS: tuple[str, ...] = ("zero", "min")
 
 
 def relative_change(a: Tensor, a_moved: Tensor, eps_min: float) -> Tensor:
@@ -215,9 +217,18 @@ def translation_shifts(width: int, n_steps: int) -> list[int]:
     return [s for s in (-width + dx * step for step in range(1, n_steps + 1)) if s != 0]
 
 
-def translate(x: Tensor, shift: int) -> Tensor:
-    """x moved ``shift`` pixels right (left when negative), vacated columns zero: (B, C, H, W)."""
-    out = torch.zeros_like(x)
+def translate(x: Tensor, shift: int, fill: str = "zero") -> Tensor:
+    """x moved ``shift`` pixels right (left when negative): (B, C, H, W).
+
+    The vacated columns are 0 (``fill="zero"``) or the image's own minimum over all channels
+    (``"min"``, what Quantus 0.6 calls "black").
+    """
+    if fill not in FILLS:
+        raise ValueError(f"fill must be one of {FILLS}, got {fill!r}")
+    if fill == "zero":
+        out = torch.zeros_like(x)
+    else:
+        out = x.flatten(1).min(dim=1).values.view(-1, 1, 1, 1).expand_as(x).clone()
     w = x.shape[-1]
     if abs(shift) >= w:
         return out
@@ -245,6 +256,7 @@ def continuity(
     attribution: Tensor | None = None,
     n_steps: int | None = None,
     normalise: bool = True,
+    fill: str = "zero",
 ) -> Tensor:
     """max over translations of ‖|Φ̂(x)| − |Φ̂(x')|‖₁ / ‖x − x'‖₂ per example (B,); lower is better.
 
@@ -257,6 +269,8 @@ def continuity(
         n_steps: n, the translations of Quantus's schedule; None: W (Quantus's 28 on 28 × 28,
             a shift every 2 columns).
         normalise: divide each map by its own largest |Φ|.
+        fill: the vacated columns: "zero" (black in [0, 1] images) or "min" (the image's minimum,
+            Quantus's "black").
 
     Returns:
         (B,) float64 scores.
@@ -265,7 +279,7 @@ def continuity(
     phi = _normalised_abs(method(model, x, target) if attribution is None else attribution, normalise)
     best = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
     for shift in shifts:
-        moved = translate(x, shift)
+        moved = translate(x, shift, fill)
         change = (phi - _normalised_abs(method(model, moved, target), normalise)).abs().sum(dim=1)  # (B,)
         distance = (x - moved).flatten(1).double().norm(dim=1) + 1e-9
         best = torch.maximum(best, change / distance)
