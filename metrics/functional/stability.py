@@ -110,7 +110,7 @@ def _forward(model: nn.Module, x: Tensor, layer: str | None, want_representation
                 logits = model(normal_tensor(x))
         else:
             logits = model(normal_tensor(x))
-    return logits.float(), (store[0] if store else None)
+    return logits, (store[0] if store else None)
 
 
 def relative_stability(
