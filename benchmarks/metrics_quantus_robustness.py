@@ -80,8 +80,11 @@ def quantus_runner(model: nn.Module, x: Tensor, y: Tensor, phi: Tensor) -> Calla
     return run
 
 
-def timings(batch: int = BATCH) -> list[dict]:
-    """One row per metric: {"family", "metric", "robustlens_s", "quantus_s", "samples"} at B = 128."""
+def timings(batch: int = BATCH, on_row: Callable[[dict], None] | None = None) -> list[dict]:
+    """One row per metric: {"family", "metric", "robustlens_s", "quantus_s", "samples"} at B = 128.
+
+    ``on_row`` is called with each row as soon as it is measured.
+    """
     torch.set_num_threads(1)
     model, x, y = quickstart_setup(batch)
     method = Saliency()
@@ -116,18 +119,22 @@ def timings(batch: int = BATCH) -> list[dict]:
             "family": family, "metric": name, "samples": samples,
             "robustlens_s": seconds(ours), "quantus_s": seconds(theirs) if theirs is not None else float("nan"),
         })
+        if on_row is not None:
+            on_row(out[-1])
     return out
 
 
+def print_row(r: dict) -> None:
+    ratio = r["quantus_s"] / r["robustlens_s"] if r["robustlens_s"] > 0 else float("nan")
+    print(f"| {r['family']} | {r['metric']} | {r['samples']} | {r['robustlens_s']:.3f} | {r['quantus_s']:.3f} | {ratio:.1f} |", flush=True)
+
+
 def main() -> None:
-    rows = timings()
     print("# PYTHONPATH=. python benchmarks/metrics_quantus_robustness.py")
     print(f"# torch {torch.__version__}, {platform.machine()}, threads=1, small_cnn (width 16), B={BATCH}, saliency, one run")
     print("| family | metric | samples | robustlens s | Quantus s | Quantus / robustlens |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        ratio = r["quantus_s"] / r["robustlens_s"] if r["robustlens_s"] > 0 else float("nan")
-        print(f"| {r['family']} | {r['metric']} | {r['samples']} | {r['robustlens_s']:.3f} | {r['quantus_s']:.3f} | {ratio:.1f} |")
+    print("|---|---|---|---|---|---|", flush=True)
+    timings(on_row=print_row)
 
 
 if __name__ == "__main__":
