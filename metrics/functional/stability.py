@@ -13,7 +13,10 @@ the model's predicted class, with elementwise relative changes Δ_rel(a, a') = (
 L(x) is the output of a named layer, by default the input of the model's last ``nn.Linear``
 (the penultimate representation). Lower is more stable. The three share the perturbations and
 Φ(x') (:func:`relative_stability` computes any of them in one pass: n attribution calls and n
-forward passes). An example whose every x' changes the prediction scores NaN.
+forward passes). An example whose every x' changes the prediction scores NaN. On images with
+exact zeros (an MNIST background) the ε_min division makes those entries dominate Δ_rel(x, x')
+and Δ_rel(Φ(x), Φ(x')): the paper's definition, kept, so compare these scores between methods
+or models on the same data, not as absolute numbers.
 Where Quantus 0.6 differs: its default noise is one-sided, U[0.02, 0.2] added to every element
 (here symmetric, radius 0.05 by default); it adds ε_min to a zero denominator rather than taking
 max(·, ε_min) (the same unless the norm is below ε_min); and it marks a label-changing x' NaN
@@ -22,7 +25,7 @@ left out of the maximum, as the paper's constraint says.
 
 Continuity (Montavon, Samek & Müller, "Methods for interpreting and understanding deep neural
 networks", Digital Signal Processing 2018): an explanation should not jump when the input moves
-smoothly. Along horizontal translations x'_s of x (the vacated columns black), following
+smoothly. Along horizontal translations x'_s of x (the vacated columns 0 by default), following
 Quantus's schedule — n steps (default W) of dx = ⌊(2W + 1)/n⌋ pixels from −W + dx to −W + n·dx, the
 unshifted step left out —
 
