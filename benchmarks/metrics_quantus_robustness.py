@@ -15,10 +15,13 @@ Run by hand, never in CI; figures from a shared machine say so.
 
 from __future__ import annotations
 
+import argparse
 import platform
+import shlex
+import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -80,10 +83,12 @@ def quantus_runner(model: nn.Module, x: Tensor, y: Tensor, phi: Tensor) -> Calla
     return run
 
 
-def timings(batch: int = BATCH, on_row: Callable[[dict], None] | None = None) -> list[dict]:
+def timings(
+    batch: int = BATCH, on_row: Callable[[dict], None] | None = None, metrics: Sequence[str] | None = None
+) -> list[dict]:
     """One row per metric: {"family", "metric", "robustlens_s", "quantus_s", "samples"} at B = 128.
 
-    ``on_row`` is called with each row as soon as it is measured.
+    ``on_row`` is called with each row as soon as it is measured; ``metrics`` picks rows by name.
     """
     torch.set_num_threads(1)
     model, x, y = quickstart_setup(batch)
@@ -115,6 +120,8 @@ def timings(batch: int = BATCH, on_row: Callable[[dict], None] | None = None) ->
     ]
     out = []
     for family, name, ours, theirs, samples in rows:
+        if metrics is not None and name not in metrics:
+            continue
         out.append({
             "family": family, "metric": name, "samples": samples,
             "robustlens_s": seconds(ours), "quantus_s": seconds(theirs) if theirs is not None else float("nan"),
@@ -129,13 +136,16 @@ def print_row(r: dict) -> None:
     print(f"| {r['family']} | {r['metric']} | {r['samples']} | {r['robustlens_s']:.3f} | {r['quantus_s']:.3f} | {ratio:.1f} |", flush=True)
 
 
-def main() -> None:
-    print("# PYTHONPATH=. python benchmarks/metrics_quantus_robustness.py")
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--metrics", nargs="+", default=None, help="rows to time (default: all)")
+    args = parser.parse_args(argv)
+    print(f"# PYTHONPATH=. python benchmarks/metrics_quantus_robustness.py {shlex.join(argv)}".rstrip())
     print(f"# torch {torch.__version__}, {platform.machine()}, threads=1, small_cnn (width 16), B={BATCH}, saliency, one run")
     print("| family | metric | samples | robustlens s | Quantus s | Quantus / robustlens |")
     print("|---|---|---|---|---|---|", flush=True)
-    timings(on_row=print_row)
+    timings(on_row=print_row, metrics=args.metrics)
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
