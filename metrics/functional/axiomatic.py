@@ -107,7 +107,7 @@ def non_sensitivity(
     attribution_eps: float = 1e-5,
     output_eps: float = 1e-5,
     output: str = "logit",
-    rows_per_pass: int = 1024,
+    rows_per_pass: int = 256,
 ) -> Tensor:
     """Pixels where "no relevance" and "no effect on the logit" disagree, per example (B,).
 
@@ -120,7 +120,8 @@ def non_sensitivity(
         attribution_eps: ε_Φ, on r_i / max_j r_j.
         output_eps: ε_f, on the change of the target's output.
         output: "logit" or "probability" (softmax; Quantus's default for this metric).
-        rows_per_pass: images per forward pass (memory only; scores do not depend on it).
+        rows_per_pass: images per forward pass (speed and memory only; scores do not depend on
+            it; 256 is faster on a CPU than larger passes, which leave the cache).
 
     Returns:
         (B,) float64 counts in [0, H·W]; lower is better.
