@@ -33,6 +33,15 @@ from metrics.infidelity import Infidelity
 from metrics.faithfulness import DeletionAUC, InsertionAUC, SensitivityN
 from metrics.randomisation import ModelRandomisation
 from metrics.localisation import PointingGame, RelevanceMass, RelevanceRank, SpuriousShare
+from metrics.stability import (
+    Consistency,
+    Continuity,
+    RelativeInputStability,
+    RelativeOutputStability,
+    RelativeRepresentationStability,
+)
+from metrics.complexity import Complexity, EffectiveComplexity, Sparseness
+from metrics.axiomatic import Completeness, InputInvariance, NonSensitivity
 from metrics.registry import MetricLike, MetricSpec, build_metric, check_metric, compute_metric, compute_metrics, metric_key, metric_spec
 from metrics import defaults
 
@@ -41,11 +50,17 @@ __all__ = [
     "AvgSensitivity",
     "AvgSensitivityAbs",
     "ClassifierPGD",
+    "Completeness",
+    "Complexity",
+    "Consistency",
+    "Continuity",
     "CosineSimilarity",
     "DeletionAUC",
+    "EffectiveComplexity",
     "ExplanationMetric",
     "ExplanationRobustness",
     "Infidelity",
+    "InputInvariance",
     "InsertionAUC",
     "KendallTau",
     "LocalLipschitz",
@@ -56,13 +71,18 @@ __all__ = [
     "MetricLike",
     "MetricSpec",
     "ModelRandomisation",
-    "Perturbation",
+    "NonSensitivity",
     "PerLayerScores",
+    "Perturbation",
     "PointingGame",
+    "RelativeInputStability",
+    "RelativeOutputStability",
+    "RelativeRepresentationStability",
     "RelevanceMass",
     "RelevanceRank",
     "SensitivityN",
     "Similarity",
+    "Sparseness",
     "SpearmanCorrelation",
     "SpuriousShare",
     "TopKAttack",
