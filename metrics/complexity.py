@@ -40,16 +40,16 @@ class EffectiveComplexity(MeanScore, name="effective_complexity"):
     simpler.
 
     Args:
-        eps: ε, in [0, 1).
+        threshold: ε, in [0, 1) (not named ``eps``, which the report fills with the attack radius).
     """
 
     higher_is_better = False
 
-    def __init__(self, eps: float = 1e-5, **kwargs: Any) -> None:
+    def __init__(self, threshold: float = 1e-5, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.eps = check_number("eps", eps, 0.0, 1.0)
-        if self.eps >= 1.0:
-            raise ValueError(f"eps must be a number >= 0.0 and < 1.0, got {eps!r}")
+        self.threshold = check_number("threshold", threshold, 0.0, 1.0)
+        if self.threshold >= 1.0:
+            raise ValueError(f"threshold must be a number >= 0.0 and < 1.0, got {threshold!r}")
 
     def score(self, inputs: MetricInputs) -> Tensor:
-        return functional.effective_complexity(inputs.attribution, eps=self.eps)
+        return functional.effective_complexity(inputs.attribution, eps=self.threshold)

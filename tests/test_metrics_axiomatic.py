@@ -177,3 +177,32 @@ def test_input_invariance_against_quantus() -> None:
     assert not any(q)
     assert input_invariance(model, x, y, saliency).max().item() < 1e-5
     assert input_invariance(model, x, y, InputXGradient()).min().item() > 1e-2
+
+
+# ---------------------------------------------------------------------------------------------
+# By name
+
+
+def test_axiomatic_metrics_by_name_equal_the_functions_and_check_their_options() -> None:
+    from metrics import build_metric, compute_metrics, metric_spec
+    from report.plan import _check_metric_names
+
+    model = tiny_cnn(size=8, activation="softplus").eval()
+    x, y = shapes_batch(4, size=8)
+    method = InputXGradient()
+    phi = method(model, x, y)
+    names = ["completeness", "non_sensitivity", "input_invariance"]
+    scores = compute_metrics(names, model, x, y, method, options={"completeness": {"relative": True}})
+    assert torch.equal(scores["completeness"], completeness(model, x, y, phi, relative=True))
+    assert torch.equal(scores["non_sensitivity"], non_sensitivity(model, x, y, phi))
+    assert torch.allclose(scores["input_invariance"], input_invariance(model, x, y, method))
+    assert _check_metric_names(names) == names
+    assert all(metric_spec(n).higher_is_better is False for n in names)
+    for name, options, field in (
+        ("completeness", {"baseline": "black"}, "baseline"),
+        ("non_sensitivity", {"output": "loss"}, "output"),
+        ("non_sensitivity", {"output_eps": -1.0}, "output_eps"),
+        ("input_invariance", {"shift": "one"}, "shift"),
+    ):
+        with pytest.raises(ValueError, match=field):
+            build_metric(name, **options)

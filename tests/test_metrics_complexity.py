@@ -106,3 +106,27 @@ def test_effective_complexity_equals_quantus_on_per_example_normalised_maps() ->
         assert effective_complexity(maps, eps=eps).numpy().tolist() == q.tolist()
     q_batch = quantus_scores("EffectiveComplexity", maps, normalise=True, eps=0.05)
     assert q_batch[3] < effective_complexity(maps[3:4], eps=0.05).item()  # the documented difference
+
+
+# ---------------------------------------------------------------------------------------------
+# By name
+
+
+def test_complexity_metrics_by_name_equal_the_functions_and_check_their_options() -> None:
+    from attributions import Saliency
+    from metrics import build_metric, compute_metrics, metric_spec
+    from report.plan import _check_metric_names
+    from tests.tiny import shapes_batch, tiny_cnn
+
+    model = tiny_cnn(size=8).eval()
+    x, y = shapes_batch(5, size=8)
+    phi = Saliency()(model, x, y)
+    names = ["sparseness", "complexity", "effective_complexity"]
+    scores = compute_metrics(names, model, x, y, Saliency(), options={"effective_complexity": {"threshold": 0.1}})
+    assert torch.equal(scores["sparseness"], sparseness(phi))
+    assert torch.equal(scores["complexity"], complexity(phi))
+    assert torch.equal(scores["effective_complexity"], effective_complexity(phi, eps=0.1))
+    assert _check_metric_names(names) == names  # the report accepts them
+    assert [metric_spec(n).higher_is_better for n in names] == [True, False, False]
+    with pytest.raises(ValueError, match="threshold"):
+        build_metric("effective_complexity", threshold=1.0)

@@ -218,3 +218,77 @@ def test_consistency_equals_quantus_where_defined() -> None:
     assert defined.sum() >= 6 and (~defined).any()  # both cases occur
     assert np.allclose(ours[defined].numpy(), q[defined.numpy()], atol=1e-8)
     assert (q[~defined.numpy()] == 0).all()  # Quantus: 0 without a partner (documented)
+
+
+# ---------------------------------------------------------------------------------------------
+# By name, and under DDP
+
+N = 6
+STABILITY_NAMES = ["relative_input_stability", "relative_output_stability", "relative_representation_stability"]
+
+
+def test_robustness_metrics_by_name_equal_the_functions_and_check_their_options() -> None:
+    from metrics import build_metric, compute_metrics, metric_spec
+    from report.plan import _check_metric_names
+
+    model = tiny_cnn(size=8).eval()
+    x, y = shapes_batch(5, size=8)
+    method = Saliency()
+    phi = method(model, x, y)
+    ids = torch.arange(10, 15)
+    names = [*STABILITY_NAMES, "continuity", "consistency"]
+    options = {name: {"n_samples": 3, "seed": 2} for name in STABILITY_NAMES}
+    scores = compute_metrics(names, model, x, y, method, options=options, example_ids=ids)
+    direct = relative_stability(model, x, y, method, n_samples=3, seed=2, ids=ids)
+    for name, kind in zip(STABILITY_NAMES, ("input", "output", "representation")):
+        torch.testing.assert_close(scores[name], direct[kind], equal_nan=True)
+    torch.testing.assert_close(scores["continuity"], continuity(model, x, y, method))
+    torch.testing.assert_close(scores["consistency"], consistency(model, x, y, phi), equal_nan=True)
+    assert _check_metric_names(names) == names
+    assert [metric_spec(n).higher_is_better for n in names] == [False] * 4 + [True]
+    for name, bad, field in (
+        ("relative_input_stability", {"radius": 0.0}, "radius"),
+        ("relative_representation_stability", {"layer": 3}, "layer"),
+        ("continuity", {"fill": "black"}, "fill"),
+        ("consistency", {"k": 0}, "k"),
+    ):
+        with pytest.raises(ValueError, match=field):
+            build_metric(name, **bad)
+
+
+def _stability_share(model: nn.Module, x: Tensor, y: Tensor, share: slice) -> dict[str, Tensor]:
+    from metrics import build_metric, compute_metrics
+
+    ids = torch.arange(N)[share]
+    options = {name: {"n_samples": 2} for name in STABILITY_NAMES}
+    scores = compute_metrics(STABILITY_NAMES, model, x[share], y[share], Saliency(), options=options, example_ids=ids)
+    out = {}
+    for name, values in scores.items():
+        metric = build_metric(name, n_samples=2)
+        metric.update(values[:1])
+        metric.update(values[1:])
+        out[name] = metric.compute()
+        with metric.sync_context():
+            out[name + "/count"] = metric.count.clone()
+    return out
+
+
+def _stability_rank(rank: int, world_size: int, model: nn.Module, x: Tensor, y: Tensor) -> dict[str, Tensor]:
+    from tests.ddp import split_sizes
+
+    sizes = split_sizes(N, world_size)
+    start = sum(sizes[:rank])
+    return _stability_share(model, x, y, slice(start, start + sizes[rank]))
+
+
+@pytest.mark.slow  # two spawned processes
+def test_relative_stability_in_two_processes_equals_one(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.ddp import run_distributed
+
+    model = tiny_cnn(size=8).eval()
+    x, y = shapes_batch(N, size=8)
+    single = _stability_share(model, x, y, slice(0, N))
+    assert int(single["relative_input_stability/count"]) == N
+    for result in run_distributed(_stability_rank, tmp_path, world_size=2, args=(model, x, y)):
+        for name, value in single.items():
+            torch.testing.assert_close(result[name], value, rtol=1e-5, atol=1e-6, msg=name)
