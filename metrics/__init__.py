@@ -34,7 +34,6 @@ from metrics.faithfulness import DeletionAUC, InsertionAUC, SensitivityN
 from metrics.randomisation import ModelRandomisation
 from metrics.localisation import PointingGame, RelevanceMass, RelevanceRank, SpuriousShare
 from metrics.stability import (
-    Consistency,
     Continuity,
     RelativeInputStability,
     RelativeOutputStability,
@@ -52,7 +51,6 @@ __all__ = [
     "ClassifierPGD",
     "Completeness",
     "Complexity",
-    "Consistency",
     "Continuity",
     "CosineSimilarity",
     "DeletionAUC",

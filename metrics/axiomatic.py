@@ -32,7 +32,7 @@ class Completeness(MeanScore, name="completeness"):
     def score(self, inputs: MetricInputs) -> Tensor:
         return functional.completeness(
             inputs.model, inputs.x, inputs.target, inputs.attribution, baseline=self.baseline, relative=self.relative  # type: ignore[arg-type]
-        )
+        ).float()
 
 
 class NonSensitivity(MeanScore, name="non_sensitivity"):
@@ -66,7 +66,7 @@ class NonSensitivity(MeanScore, name="non_sensitivity"):
         return functional.non_sensitivity(
             inputs.model, inputs.x, inputs.target, inputs.attribution, baseline=self.baseline,  # type: ignore[arg-type]
             attribution_eps=self.attribution_eps, output_eps=self.output_eps, output=self.output,
-        )
+        ).float()
 
 
 class InputInvariance(MeanScore, name="input_invariance"):
@@ -86,4 +86,4 @@ class InputInvariance(MeanScore, name="input_invariance"):
     def score(self, inputs: MetricInputs) -> Tensor:
         return functional.input_invariance(
             inputs.model, inputs.x, inputs.target, inputs.method, attribution=inputs.attribution, shift=self.shift
-        )
+        ).float()

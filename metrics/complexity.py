@@ -21,7 +21,7 @@ class Sparseness(MeanScore, name="sparseness"):
     higher_is_better = True
 
     def score(self, inputs: MetricInputs) -> Tensor:
-        return functional.sparseness(inputs.attribution)
+        return functional.sparseness(inputs.attribution).float()
 
 
 class Complexity(MeanScore, name="complexity"):
@@ -31,7 +31,7 @@ class Complexity(MeanScore, name="complexity"):
     higher_is_better = False
 
     def score(self, inputs: MetricInputs) -> Tensor:
-        return functional.complexity(inputs.attribution)
+        return functional.complexity(inputs.attribution).float()
 
 
 class EffectiveComplexity(MeanScore, name="effective_complexity"):
@@ -52,4 +52,4 @@ class EffectiveComplexity(MeanScore, name="effective_complexity"):
             raise ValueError(f"threshold must be a number >= 0.0 and < 1.0, got {threshold!r}")
 
     def score(self, inputs: MetricInputs) -> Tensor:
-        return functional.effective_complexity(inputs.attribution, eps=self.threshold)
+        return functional.effective_complexity(inputs.attribution, eps=self.threshold).float()

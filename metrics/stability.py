@@ -1,7 +1,11 @@
 """Robustness of the explanation relative to what moved: relative input, output and
-representation stability (Agarwal et al. 2022), continuity (Montavon et al. 2018) and consistency
-(Dasgupta et al. 2022). Numerics and the conventions chosen (and where Quantus 0.6 departs) in
-:mod:`metrics.functional.stability`.
+representation stability (Agarwal et al. 2022) and continuity (Montavon et al. 2018). Numerics
+and the conventions chosen (and where Quantus 0.6 departs) in :mod:`metrics.functional.stability`.
+
+Consistency (Dasgupta et al. 2022) pools examples (pairs with the same explanation), so a
+per-example score depends on the batch; it is a function here
+(:func:`metrics.functional.stability.consistency`, :func:`~metrics.functional.stability.consistency_from_codes`)
+until a metric gathers the codes and predictions of the whole set before scoring.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ class _RelativeStability(MeanScore):
                 attribution=inputs.attribution, ids=inputs.ids, **options,  # type: ignore[arg-type]
             ),
         )
-        return scores[self.kind]
+        return scores[self.kind].float()
 
 
 class RelativeInputStability(_RelativeStability, name="relative_input_stability"):
@@ -104,28 +108,5 @@ class Continuity(MeanScore, name="continuity"):
         return functional.continuity(
             inputs.model, inputs.x, inputs.target, inputs.method, attribution=inputs.attribution,
             n_steps=self.n_steps, normalise=self.normalise, fill=self.fill,
-        )
+        ).float()
 
-
-class Consistency(MeanScore, name="consistency"):
-    """Share of the *other examples of the batch* with the same discretised explanation (the k
-    most relevant pixels of |Σ_c Φ_c| with their signs) that get the same prediction (Dasgupta,
-    Frost & Moshkovitz, ICML 2022). Higher is better; NaN without a partner.
-
-    The score pools one batch (as Quantus does), so unlike every other metric it depends on the
-    batch an example sits in, and a set split across processes is pooled per batch of each
-    process: for a whole-set value, gather :func:`metrics.functional.stability.explanation_codes`
-    and the predictions and call :func:`metrics.functional.stability.consistency_from_codes`.
-
-    Args:
-        k: pixels in the discretised explanation.
-    """
-
-    higher_is_better = True
-
-    def __init__(self, k: int = 5, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.k = check_integer("k", k, 1)
-
-    def score(self, inputs: MetricInputs) -> Tensor:
-        return functional.consistency(inputs.model, inputs.x, inputs.target, inputs.attribution, k=self.k)

@@ -34,6 +34,10 @@ CHEAP_OPTIONS: dict[str, dict[str, Any]] = {
     "deletion_auc": {"steps": 4},
     "insertion_auc": {"steps": 4},
     "sensitivity_n": {"n_subsets": 4},
+    "relative_input_stability": {"n_samples": 3},
+    "relative_output_stability": {"n_samples": 3},
+    "relative_representation_stability": {"n_samples": 3},
+    "continuity": {"n_steps": 4},
 }
 
 

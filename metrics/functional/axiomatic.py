@@ -217,8 +217,14 @@ def shifted_model(model: nn.Module, x: Tensor, shift: float) -> nn.Module:
         x: (B, C, H, W) example inputs (one is run to locate the first layer and its input shift).
         shift: c, added to every input element.
     """
+    with torch.inference_mode(False):  # the copy's parameters must stay usable by autograd
+        return _shifted_copy(model, x.clone() if x.is_inference() else x, shift)
+
+
+def _shifted_copy(model: nn.Module, x: Tensor, shift: float) -> nn.Module:
     copy_model = copy.deepcopy(model)
     name, module, delta = _first_affine_layer(copy_model, x, shift)
+    delta = delta.clone()
     with torch.no_grad():
         if isinstance(module, nn.Linear):
             absorbed = module.weight @ delta.to(module.weight.dtype)  # (out,)
