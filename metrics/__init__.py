@@ -33,6 +33,14 @@ from metrics.infidelity import Infidelity
 from metrics.faithfulness import DeletionAUC, InsertionAUC, SensitivityN
 from metrics.randomisation import IndependentRandomisation, ModelPerturbation, ModelRandomisation, RandomLogit, SmoothedRandomisation
 from metrics.localisation import Focus, MaskAUC, MaskTopKIntersection, PointingGame, RelevanceMass, RelevanceRank, SpuriousShare
+from metrics.stability import (
+    Continuity,
+    RelativeInputStability,
+    RelativeOutputStability,
+    RelativeRepresentationStability,
+)
+from metrics.complexity import Complexity, EffectiveComplexity, Sparseness
+from metrics.axiomatic import Completeness, InputInvariance, NonSensitivity
 from metrics.registry import MetricLike, MetricSpec, build_metric, check_metric, compute_metric, compute_metrics, metric_key, metric_spec
 from metrics import defaults
 
@@ -48,11 +56,16 @@ __all__ = [
     "AvgSensitivity",
     "AvgSensitivityAbs",
     "ClassifierPGD",
+    "Completeness",
+    "Complexity",
+    "Continuity",
     "CosineSimilarity",
     "DeletionAUC",
+    "EffectiveComplexity",
     "ExplanationMetric",
     "ExplanationRobustness",
     "Infidelity",
+    "InputInvariance",
     "InsertionAUC",
     "KendallTau",
     "LocalLipschitz",
@@ -63,13 +76,18 @@ __all__ = [
     "MetricLike",
     "MetricSpec",
     "ModelRandomisation",
-    "Perturbation",
+    "NonSensitivity",
     "PerLayerScores",
+    "Perturbation",
     "PointingGame",
+    "RelativeInputStability",
+    "RelativeOutputStability",
+    "RelativeRepresentationStability",
     "RelevanceMass",
     "RelevanceRank",
     "SensitivityN",
     "Similarity",
+    "Sparseness",
     "SpearmanCorrelation",
     "SpuriousShare",
     "TopKAttack",

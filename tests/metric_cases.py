@@ -36,6 +36,10 @@ CHEAP_OPTIONS: dict[str, dict[str, Any]] = {
     "sensitivity_n": {"n_subsets": 4},
     "smoothed_randomisation": {"n_samples": 2},
     "model_perturbation": {"n_samples": 2},
+    "relative_input_stability": {"n_samples": 3},
+    "relative_output_stability": {"n_samples": 3},
+    "relative_representation_stability": {"n_samples": 3},
+    "continuity": {"n_steps": 4},
 }
 
 
