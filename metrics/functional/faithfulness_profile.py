@@ -49,7 +49,9 @@ not 0; its IROF "mean" fill is the mean of the whole, already perturbed batch, a
 K − trapz(c_1..c_K) with the unperturbed point left out and no normalisation (the same curve, see
 :func:`irof`); its selectivity area likewise leaves out the unperturbed point (dx = 1); its IROF
 and selectivity areas call ``np.trapz``, removed in NumPy 2.4; its monotonicity correlation
-scales v_k by 1/f_t(x)², which leaves a rank correlation unchanged and is dropped here.
+scales v_k by 1/f_t(x)², which leaves a rank correlation unchanged and is dropped here; its
+monotonicity writes the baseline value where x's pixels should be restored, so its curve is flat
+and every explanation scores 1 (with a perturbation function that restores x it equals this one).
 """
 
 from __future__ import annotations
@@ -542,8 +544,10 @@ def explanation_distances(maps: Tensor, distance: str = "seuclidean") -> Tensor:
     """Pairwise distances of flattened explanations (B, B) in float64.
 
     "seuclidean" (Quantus's default, scipy's ``cdist``): sqrt(Σ_d (a_d − b_d)² / V_d) with V_d the
-    variance (ddof = 1) of feature d over the batch; features constant over the batch are left
-    out (scipy gives NaN there). "euclidean": the plain L2 distance.
+    variance (ddof = 1) of feature d over the batch (scipy's ``cdist(X, X)`` estimates it on X
+    stacked twice, a constant factor that :func:`sufficiency`'s division by the largest distance
+    cancels); features constant over the batch are left out (scipy gives NaN there).
+    "euclidean": the plain L2 distance.
     """
     _check_choice("distance", distance, DISTANCES)
     flat = maps.flatten(1).double()  # (B, D)
