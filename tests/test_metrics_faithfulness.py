@@ -124,6 +124,18 @@ def test_selectivity_and_irof_rank_a_faithful_map_above_its_reverse() -> None:
     assert torch.all(irof(model, x, t, phi, **grid) > irof(model, x, t, -phi, **grid))
 
 
+def test_road_removing_the_most_relevant_pixels_first_hurts_more() -> None:
+    # Class 0's evidence is Σ w_i x_i with w ≥ 0: imputing the pixels that carry most of it
+    # (MoRF) lowers p_0 more than imputing those that carry least (LeRF).
+    model = evidence_net(size=8)
+    with torch.no_grad():
+        model[1].bias[1] = 0.5 * model(torch.rand(64, 1, 8, 8))[:, 0].mean()  # p_0 near 1/2
+    x, t = torch.rand(6, 1, 8, 8), torch.zeros(6, dtype=torch.long)
+    phi = InputXGradient()(model, x, t)
+    options = {"output": "probability", "percentages": [20, 40, 60]}
+    assert torch.all(road(model, x, t, phi, order="morf", **options) < road(model, x, t, phi, order="lerf", **options))
+
+
 def test_region_curves_start_at_the_clean_image_and_end_fully_removed() -> None:
     model = tiny_net()
     x, t, a = batch()
