@@ -2,6 +2,7 @@
 cross-entropy, margin or DLR losses, FGSM-RS, AutoAttack (the authors' implementation), and
 attacks on explanations."""
 
+from attacks.ascent import STEP_RULES, StepRule, projected_ascent
 from attacks.attack_losses import (
     ATTACK_LOSSES,
     AttackLoss,
@@ -37,6 +38,8 @@ __all__ = [
     "FGSMRandomStart",
     "NORMS",
     "PGD",
+    "STEP_RULES",
+    "StepRule",
     "EvaluationAttack",
     "Selection",
     "ExplanationAttackResult",
@@ -53,5 +56,6 @@ __all__ = [
     "make_threat_model",
     "margin_loss",
     "per_example_cross_entropy",
+    "projected_ascent",
     "topk_mask",
 ]

@@ -57,6 +57,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from attacks.ascent import projected_ascent
 from attacks.threat_models import Norm, make_threat_model
 from attributions.base import AttributionMethod
 from attributions.maps import pixel_map
@@ -310,19 +311,23 @@ class TopKExplanationAttack:
         first_flip: Tensor,
     ) -> None:
         """The T steps on the attacked examples (A of them, local indices); fills the best-so-far
-        tensors (indexed by batch row through ``rows``) in place."""
-        x_t = x.clone()
-        active = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
-        for step in range(1, self.steps + 1):
-            local = active.nonzero().flatten()  # (R,) only the examples still stepping do work
-            if local.numel() == 0:
-                break
-            xr, x0, tr = x_t[local], x[local], target[local]
-            grad = self._loss_gradient(model, xr, differentiable, tr, top_attack[local])
-            x_new = self.threat.project(xr - self.threat.step(grad, self.step_size), x0)
+        tensors (indexed by batch row through ``rows``) in place.
+
+        The loop is :func:`attacks.ascent.projected_ascent` ascending on minus the top-k share;
+        ``after_step`` measures each new iterate on the real network, keeps the best
+        label-preserving iterate per criterion and, under ``stop_at_label_flip``, rejects the step
+        of an example whose label changed (it stops there)."""
+        everyone = torch.arange(x.shape[0], device=x.device)
+
+        def minus_share(x_t: Tensor, local: Tensor | None) -> Tensor:
+            local = everyone if local is None else local
+            return -self._share(model, x_t, differentiable, target[local], top_attack[local])
+
+        def after_step(step: int, local: Tensor | None, x_new: Tensor) -> Tensor | None:
+            local = everyone if local is None else local
             with torch.no_grad():
                 kept = model(x_new).argmax(dim=1) == label[local]  # (R,)
-            maps = pixel_map(method(model, x_new, tr)).flatten(1)  # (R, P), on the real network
+            maps = pixel_map(method(model, x_new, target[local])).flatten(1)  # (R, P), on the real network
             batch_rows = rows[local]
             flipped_now = ~kept & (first_flip[batch_rows] == 0)
             first_flip[batch_rows[flipped_now]] = step
@@ -332,21 +337,15 @@ class TopKExplanationAttack:
                 best_x[c][batch_rows[better]] = x_new[better]
                 best[c][batch_rows[better]] = value[better]
                 best_step[c][batch_rows[better]] = step
-            if self.stop_at_label_flip:
-                x_t[local[kept]] = x_new[kept]
-                active[local[~kept]] = False
-            else:
-                x_t[local] = x_new
+            return kept if self.stop_at_label_flip else None
 
-    def _loss_gradient(
-        self, model: nn.Module, x: Tensor, method: AttributionMethod, target: Tensor, top: Tensor
-    ) -> Tensor:
-        """∇_x of the attribution share inside the clean top-k set, on the softplus network."""
-        x = x.detach().requires_grad_(True)
+        projected_ascent(
+            minus_share, x, x.clone(), self.threat, self.step_size, self.steps, allow_unused=True, after_step=after_step
+        )
+
+    def _share(self, model: nn.Module, x: Tensor, method: AttributionMethod, target: Tensor, top: Tensor) -> Tensor:
+        """The attribution share inside the clean top-k set (R,), on the softplus network, at ``x``
+        (a leaf that requires grad)."""
         with softplus_relus(model, self.softplus_beta):
             maps = pixel_map(method(model, x, target)).flatten(1)  # (R, P)
-        share = (maps * top).sum(dim=1) / maps.sum(dim=1).clamp_min(1e-12)  # (R,)
-        if not share.requires_grad:  # a method that does not depend on x differentiably: no move
-            return torch.zeros_like(x)
-        (grad,) = torch.autograd.grad(share.sum(), [x], allow_unused=True)
-        return torch.zeros_like(x) if grad is None else grad
+        return (maps * top).sum(dim=1) / maps.sum(dim=1).clamp_min(1e-12)  # (R,)

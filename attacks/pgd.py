@@ -22,6 +22,7 @@ import copy
 import torch
 from torch import Tensor, nn
 
+from attacks.ascent import projected_ascent
 from attacks.attack_losses import LOSS_FUNCTIONS, AttackLoss, LossFn, check_attack_loss, check_loss_classes
 from attacks.base import EvaluationAttack
 from attacks.threat_models import Norm, make_threat_model
@@ -209,19 +210,15 @@ class PGD(EvaluationAttack):
         return torch.cat(starts)
 
     def _ascend(self, model: nn.Module, x: Tensor, target: Tensor, loss_fn: LossFn, x_adv: Tensor) -> Tensor:
-        """K projected ascent steps from the start ``x_adv``."""
+        """K projected ascent steps from the start ``x_adv`` (:func:`attacks.ascent.projected_ascent`)."""
         if self.early_stop and (target.dim() != 1 or target.is_floating_point()):
             raise ValueError("early_stop needs class labels as the target (it stops the examples the model misclassifies)")
-        for _ in range(self.steps):
-            x_adv.requires_grad_(True)
-            logits = model(x_adv)
-            loss = loss_fn(logits, target)
-            # Summing per-example losses gives each example its own gradient; only the input's
-            # gradient is computed, the weights' .grad stay untouched.
-            (grad,) = torch.autograd.grad(loss.sum(), [x_adv])
-            stepped = self.threat.project(x_adv.detach() + self.threat.step(grad, self.step_size), x)
-            if self.early_stop:
-                moving = (logits.detach().argmax(dim=1) == target).view(-1, *([1] * (x.dim() - 1)))
-                stepped = torch.where(moving, stepped, x_adv.detach())
-            x_adv = stepped
-        return x_adv.detach()
+
+        def attack_loss(x_t: Tensor, rows: Tensor | None) -> Tensor | tuple[Tensor, Tensor]:
+            logits = model(x_t)
+            loss = loss_fn(logits, target)  # (B,)
+            if self.early_stop:  # only the examples still classified correctly at x_t move
+                return loss, logits.detach().argmax(dim=1) == target
+            return loss
+
+        return projected_ascent(attack_loss, x, x_adv, self.threat, self.step_size, self.steps)

@@ -16,20 +16,41 @@ be differentiated further.
 Every call leaves the model's train/eval flags, its weights' ``.grad`` and the input's
 ``requires_grad`` as it found them: gradients are taken with ``torch.autograd.grad`` with
 respect to a detached copy of the input (or the caller's own graph input) only.
+
+Names: :class:`AttributionMethod` owns the registry of methods by name
+(:class:`common.registry.NameRegistry`), and a method joins it in its class statement::
+
+    class Saliency(GradientAttribution, name="saliency", default_in=("report", "callbacks")): ...
+
+``default_in`` says which default method lists the name joins (:data:`DEFAULT_LISTS`):
+"report" (the methods ``train.py report`` compares when ``methods`` is not given) unless told
+otherwise, "callbacks" (those :class:`callbacks.ExplanationMonitor` and
+:class:`callbacks.SanityCheck` explain while training) only when asked, as every extra method
+there costs training time. A method that needs configuration before it means anything says
+``default_in=()``. :func:`register_method` registers a further name for a class with some of
+its arguments fixed (the noise tunnels: ``register_method("vargrad", SmoothGrad, kind="vargrad")``).
 """
 
 from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
-from typing import TypeVar
+from collections.abc import Sequence
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import Tensor, nn
 
 from common.modes import MODEL_MODES, ModelMode, module_mode
+from common.registry import NameRegistry
 
 Method = TypeVar("Method", bound="AttributionMethod")
+
+#: The default method lists a name can join: "report" (``train.py report`` without ``methods``)
+#: and "callbacks" (ExplanationMonitor and SanityCheck without ``methods``).
+DEFAULT_LISTS: tuple[str, ...] = ("report", "callbacks")
+#: The lists a name joins when its class statement or :func:`register_method` does not say.
+DEFAULT_IN: tuple[str, ...] = ("report",)
 
 
 def normal_tensor(t: Tensor) -> Tensor:
@@ -82,6 +103,16 @@ class AttributionMethod(ABC):
 
     #: whether the method's result depends on the model at all (the edge and random controls do not)
     uses_model: bool = True
+    #: every method by name (filled by the subclasses' class statements and :func:`register_method`)
+    registry: ClassVar[NameRegistry[AttributionMethod]] = NameRegistry("method")
+    #: name -> the default lists (:data:`DEFAULT_LISTS`) it belongs to
+    default_lists: ClassVar[dict[str, frozenset[str]]] = {}
+
+    def __init_subclass__(cls, name: str | None = None, default_in: Sequence[str] = DEFAULT_IN, **kwargs: Any) -> None:
+        """Register the subclass as ``name`` (none: an intermediate base, not registered)."""
+        super().__init_subclass__(**kwargs)
+        if name is not None:
+            register_method(name, cls, default_in=default_in)
 
     def __init__(self, model_mode: ModelMode | None = "eval") -> None:
         self.model_mode = check_model_mode(model_mode)
@@ -146,3 +177,23 @@ class GradientAttribution(AttributionMethod):
         # independent in eval mode); only the input's gradient is computed.
         (grad,) = torch.autograd.grad(score.sum(), [x], create_graph=self.create_graph)
         return grad
+
+
+def register_method(name: str, cls: type[AttributionMethod], *, default_in: Sequence[str] = DEFAULT_IN, **fixed: Any) -> None:
+    """Register ``name`` for the attribution method ``cls`` with constructor arguments ``fixed``.
+
+    Args:
+        name: the name recipes, callbacks and the report use.
+        cls: a subclass of :class:`AttributionMethod`.
+        default_in: the default method lists the name joins (:data:`DEFAULT_LISTS`).
+        fixed: constructor arguments the name fixes (they are no longer options of the name).
+
+    Raises:
+        ValueError: a name taken by another class, or an unknown default list.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, AttributionMethod)):
+        raise ValueError(f"a method registered as {name!r} must be an AttributionMethod subclass, got {cls!r}")
+    if isinstance(default_in, str) or not set(default_in) <= set(DEFAULT_LISTS):
+        raise ValueError(f"default_in of method {name!r} must be a list among {DEFAULT_LISTS}, got {default_in!r}")
+    AttributionMethod.registry.register(name, cls, **fixed)
+    AttributionMethod.default_lists[name] = frozenset(default_in)

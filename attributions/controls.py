@@ -7,7 +7,9 @@
   similarity stays at 1.
 - :class:`RandomAttribution`: uniform noise in [0, 1), the floor of every metric.
 
-Both ignore the model and the target, and take the same call as every other method.
+Both ignore the model and the target, and take the same call as every other method. Both are in
+the report's default list (the floor and the edge check every table is read against), not in
+the training callbacks'.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from attributions.base import AttributionMethod
 from common.filters import sobel_magnitude
 
 
-class EdgeDetector(AttributionMethod):
+class EdgeDetector(AttributionMethod, name="edge"):
     """Per-channel Sobel gradient magnitude of the input, sqrt(Gx² + Gy²).
 
     Args:
@@ -38,7 +40,7 @@ class EdgeDetector(AttributionMethod):
         return sobel_magnitude(x)
 
 
-class RandomAttribution(AttributionMethod):
+class RandomAttribution(AttributionMethod, name="random"):
     """Uniform noise in [0, 1) shaped like the input.
 
     Args:

@@ -93,7 +93,7 @@ def activation_reshape(model: nn.Module, layer: str) -> Callable[[Tensor], Tenso
     return found
 
 
-class GradCAM(GradientAttribution):
+class GradCAM(GradientAttribution, name="grad_cam"):
     """Gradient-weighted class activation map of one layer, upsampled to the input size.
 
     Args:

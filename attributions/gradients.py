@@ -16,7 +16,7 @@ from attributions.base import GradientAttribution
 from common.modes import ModelMode
 
 
-class Saliency(GradientAttribution):
+class Saliency(GradientAttribution, name="saliency", default_in=("report", "callbacks")):
     """Gradient of the target logit with respect to the input.
 
     Args:
@@ -35,7 +35,7 @@ class Saliency(GradientAttribution):
         return grad.abs() if self.abs else grad
 
 
-class InputXGradient(GradientAttribution):
+class InputXGradient(GradientAttribution, name="input_x_gradient"):
     """Input times the gradient of the target logit: Φ(x) = x ⊙ ∂f_t/∂x.
 
     Args:

@@ -64,7 +64,7 @@ def guided_relus(model: nn.Module) -> Iterator[nn.Module]:
             setattr(parent, name, child)
 
 
-class GuidedBackprop(GradientAttribution):
+class GuidedBackprop(GradientAttribution, name="guided_backprop"):
     """Guided backpropagation of the target logit to the input.
 
     Args:

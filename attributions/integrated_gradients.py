@@ -52,7 +52,7 @@ def quadrature(rule: Quadrature, steps: int) -> tuple[list[float], list[float]]:
     raise ValueError(f"rule must be one of {QUADRATURES}, got {rule!r}")
 
 
-class IntegratedGradients(GradientAttribution):
+class IntegratedGradients(GradientAttribution, name="integrated_gradients", default_in=("report", "callbacks")):
     """Integrated gradients along the straight path from a baseline to the input.
 
     Args:

@@ -1,63 +1,58 @@
 """Attribution methods by name, for recipes, callbacks and notebooks.
 
-``build_attribution("integrated_gradients", steps=100)`` builds the object; the names are in
-:data:`ATTRIBUTION_NAMES`. "smoothgrad", "smoothgrad_abs", "smoothgrad_sq", "vargrad" and
-"vargrad_abs" wrap another method given by ``base`` (a name, "saliency" by default: the signed
-gradient, as in the papers) with ``base_kwargs``; the ``_abs`` variants smooth |Φ|.
+``build_attribution("integrated_gradients", steps=100)`` builds the object. The names are those
+the method classes register in their class statements (:mod:`attributions.base`), read live by
+:func:`attribution_names`; the import path of a registered class (``attributions.Saliency``,
+``my_project.methods.CentreMass``) is accepted wherever a name is. "smoothgrad",
+"smoothgrad_abs", "smoothgrad_sq", "vargrad" and "vargrad_abs" wrap another method given by
+``base`` (:class:`attributions.SmoothGrad`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Literal, get_args
+from typing import Any
 
-from attributions.base import AttributionMethod
-from attributions.base_methods import BASE_METHODS, build_method, method_options
-from attributions.smoothgrad import NOISE_TUNNELS, SmoothGrad
+from attributions.base import DEFAULT_LISTS, AttributionMethod
 
-AttributionName = Literal[
-    "saliency",
-    "input_x_gradient",
-    "integrated_gradients",
-    "smoothgrad",
-    "smoothgrad_abs",
-    "smoothgrad_sq",
-    "vargrad",
-    "vargrad_abs",
-    "grad_cam",
-    "guided_backprop",
-    "edge",
-    "random",
-]
 
-# A noise tunnel's name is its ``kind``; every other name is one of the base methods.
-_BUILDERS: dict[str, tuple[Callable[..., AttributionMethod], dict[str, Any]]] = {
-    name: (SmoothGrad, {"kind": name}) if name in NOISE_TUNNELS else (BASE_METHODS[name], {})
-    for name in get_args(AttributionName)
-}
+def attribution_names(default_in: str | None = None) -> tuple[str, ...]:
+    """The registered method names, in registration order.
 
-ATTRIBUTION_NAMES: tuple[str, ...] = tuple(_BUILDERS)
+    Args:
+        default_in: None for every name, or one of :data:`attributions.base.DEFAULT_LISTS`
+            ("report", "callbacks") for the names of that default list.
+    """
+    names = AttributionMethod.registry.names()
+    if default_in is None:
+        return names
+    if default_in not in DEFAULT_LISTS:
+        raise ValueError(f"default_in must be None or one of {DEFAULT_LISTS}, got {default_in!r}")
+    return tuple(n for n in names if default_in in AttributionMethod.default_lists.get(n, ()))
+
+
+def attribution_name(name: str) -> str:
+    """The registered name ``name`` stands for: itself, or the name of the class at an import path.
+
+    Raises:
+        ValueError: naming the registered names when ``name`` is neither.
+    """
+    return AttributionMethod.registry.name_of(name)
 
 
 def attribution_options(name: str) -> tuple[str, ...]:
     """The keyword arguments ``build_attribution(name, ...)`` accepts."""
-    check_attribution_name(name)
-    cls, fixed = _BUILDERS[name]
-    return method_options(cls, fixed)
+    return AttributionMethod.registry.entry(name).options()
 
 
 def check_attribution_name(name: str) -> None:
     """Raise a ValueError naming the allowed values when ``name`` is no known method."""
-    if name not in _BUILDERS:
-        raise ValueError(f"method must be one of {ATTRIBUTION_NAMES}, got {name!r}")
+    AttributionMethod.registry.check(name)
 
 
 def build_attribution(name: str, **kwargs: Any) -> AttributionMethod:
-    """The attribution method called ``name``, configured by ``kwargs``.
+    """The attribution method called ``name`` (or at that import path), configured by ``kwargs``.
 
     Raises:
         ValueError: for an unknown name or option (naming the allowed ones), or a bad value.
     """
-    check_attribution_name(name)
-    cls, fixed = _BUILDERS[name]
-    return build_method(name, cls, fixed, kwargs)
+    return AttributionMethod.registry.build(name, **kwargs)

@@ -15,8 +15,15 @@ and Φ the wrapped method (for the papers, the signed gradient ∂f_t/∂x):
 Captum's NoiseTunnel does around its default absolute saliency); they are not the papers'
 formulas (the variance of |∇| is smaller wherever the gradient changes sign across the noise).
 Maps for display and for the metrics still take |·| at the end (:func:`attributions.pixel_map`).
-By name, the wrapped "saliency" is the signed gradient (``abs=False``) unless ``base_kwargs``
-says otherwise.
+The wrapped method is an object, or built here from a registered name or import path with
+``base_kwargs``, or from a ``{class_path, init_args}`` node as a YAML file writes it::
+
+    method_options: {smoothgrad: {base: {class_path: attributions.IntegratedGradients, init_args: {steps: 16}}}}
+
+Built by name, "saliency" is the signed gradient (``abs=False``) unless told otherwise.
+
+Each variant is a name with ``kind`` fixed (registered below the class); "smoothgrad" is in the
+report's default list, the other four are not.
 
 Every sample is one call of the wrapped method on the whole batch; the running mean and
 variance are kept with Welford's update. All noisy copies explain the same class: the given
@@ -28,13 +35,13 @@ same result in any batch position.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
-from attributions.base import AttributionMethod
-from attributions.base_methods import BASE_METHODS, build_method
+from attributions.base import AttributionMethod, register_method
 from common.example_noise import content_ids, example_noise
 from common.modes import ModelMode
 
@@ -48,9 +55,8 @@ class SmoothGrad(AttributionMethod):
     """Average (or mean square, or variance) of a base method over noisy copies of the input.
 
     Args:
-        base: the wrapped method, as an object or a name from
-            :data:`attributions.base_methods.BASE_METHODS` ("saliency", the signed gradient by
-            default, ...).
+        base: the wrapped method: an object, a registered name or import path ("saliency", the
+            signed gradient, by default), or a ``{class_path, init_args}`` node naming one.
         kind: "smoothgrad", "smoothgrad_abs", "smoothgrad_sq", "vargrad" or "vargrad_abs".
         n_samples: noisy copies n (Smilkov et al. use 50).
         noise_level: σ as a fraction of each example's value range max(x) − min(x)
@@ -59,15 +65,15 @@ class SmoothGrad(AttributionMethod):
             pixels, the sample) on every call: the method is deterministic, independent of the
             batch layout, and the global RNG is left alone. None draws from the global RNG.
         base_kwargs: constructor arguments of ``base`` when it is given by name.
-        create_graph: when ``base`` is a name, passed to it; when ``base`` is an object, must
-            be None or agree with it.
+        create_graph: when ``base`` is built here, passed to it; when ``base`` is an object,
+            must be None or agree with it.
         model_mode: mode of the model for the predicted-class forward ("eval", "train", None);
             the base method chooses its own.
     """
 
     def __init__(
         self,
-        base: str | AttributionMethod = "saliency",
+        base: str | AttributionMethod | Mapping[str, Any] = "saliency",
         kind: NoiseTunnel = "smoothgrad",
         n_samples: int = 50,
         noise_level: float = 0.15,
@@ -83,25 +89,15 @@ class SmoothGrad(AttributionMethod):
             raise ValueError(f"n_samples must be an integer >= 1, got {n_samples}")
         if not noise_level >= 0:
             raise ValueError(f"noise_level must be >= 0, got {noise_level}")
-        if isinstance(base, str):
-            kwargs = dict(base_kwargs or {})
-            if create_graph is not None:
-                kwargs["create_graph"] = create_graph
-            if base in NOISE_TUNNELS:
-                raise ValueError(f"base must be a method other than {NOISE_TUNNELS}, got {base!r}")
-            if base not in BASE_METHODS:
-                raise ValueError(f"base must be one of {tuple(BASE_METHODS)} or an attribution method, got {base!r}")
-            if base == "saliency":
-                kwargs.setdefault("abs", False)  # the papers smooth the signed gradient
-            base = build_method(base, BASE_METHODS[base], {}, kwargs)
-        elif not isinstance(base, AttributionMethod):
-            raise ValueError(f"base must be an attribution method or its name, got {base!r}")
-        elif base_kwargs:
-            raise ValueError("base_kwargs must be empty when base is given as an object")
-        elif create_graph is not None and bool(create_graph) != base.create_graph:
-            raise ValueError(
-                f"create_graph must be None or equal to the base method's ({base.create_graph}), got {create_graph}"
-            )
+        if isinstance(base, AttributionMethod):
+            if base_kwargs:
+                raise ValueError("base_kwargs must be empty when base is given as an object")
+            if create_graph is not None and bool(create_graph) != base.create_graph:
+                raise ValueError(
+                    f"create_graph must be None or equal to the base method's ({base.create_graph}), got {create_graph}"
+                )
+        else:
+            base = _build_base(base, base_kwargs, create_graph)
         self.base = base
         self.kind = kind
         self.n_samples = int(n_samples)
@@ -139,3 +135,33 @@ class SmoothGrad(AttributionMethod):
             if variance:
                 m2 = m2 + delta * (phi - mean)
         return m2 / self.n_samples if variance else mean
+
+
+def _build_base(base: object, base_kwargs: Mapping[str, Any] | None, create_graph: bool | None) -> AttributionMethod:
+    """The method a name, an import path or a ``{class_path, init_args}`` node stands for."""
+    registry = AttributionMethod.registry
+    if isinstance(base, Mapping):
+        if "class_path" not in base or not set(base) <= {"class_path", "init_args"}:
+            raise ValueError(f"base must be a {{class_path, init_args}} node when given as a mapping, got {dict(base)!r}")
+        if base_kwargs:
+            raise ValueError("base_kwargs must be empty when base is a {class_path, init_args} node (its init_args hold them)")
+        base, base_kwargs = base["class_path"], base.get("init_args") or {}
+    if not isinstance(base, str):
+        raise ValueError(f"base must be an attribution method, its name or import path, or a {{class_path, init_args}} node, got {base!r}")
+    try:
+        entry = registry.entry(base)
+    except ValueError as error:
+        raise ValueError(f"base must be an attribution method or a registered one: {error}") from None
+    if issubclass(entry.cls, SmoothGrad):
+        tunnels = tuple(n for n in registry.names() if issubclass(registry.entry(n).cls, SmoothGrad))
+        raise ValueError(f"base must be a method other than the noise tunnels {tunnels}, got {base!r}")
+    kwargs = dict(base_kwargs or {})
+    if create_graph is not None:
+        kwargs["create_graph"] = create_graph
+    if entry.name == "saliency":
+        kwargs.setdefault("abs", False)  # the papers smooth the signed gradient
+    return entry.build(**kwargs)
+
+
+for _kind in NOISE_TUNNELS:
+    register_method(_kind, SmoothGrad, default_in=("report",) if _kind == "smoothgrad" else (), kind=_kind)

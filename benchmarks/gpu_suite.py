@@ -297,12 +297,12 @@ def objective_spec(kind: str, steps: int) -> dict[str, Any]:
     if kind == "trades":
         return {"class_path": "losses.TRADES", "init_args": {"beta": 6.0, "attack": pgd_spec(steps)}}
     if kind == "pgd_at+attribution_stability":
-        stability = {
-            "class_path": "losses.AttributionStability",
-            "init_args": {"penalty_weight": 1.0, "perturbation": "ce_adversarial", "attack": pgd_spec(steps)},
-        }
-        parts = [{"objective": pgd_at, "weight": 1.0}, {"objective": stability, "weight": 1.0}]
-        return {"class_path": "losses.WeightedSum", "init_args": {"parts": parts}}
+        stability = {"class_path": "losses.AttributionStability", "init_args": {"perturbation": "ce_adversarial"}}
+        parts = [  # one PGD example per step for both parts: declared, shared_attack
+            {"objective": {"class_path": "losses.PGDAdversarialTraining"}, "weight": 1.0, "share_attack": True},
+            {"objective": stability, "weight": 1.0, "share_attack": True},
+        ]
+        return {"class_path": "losses.WeightedSum", "init_args": {"parts": parts, "shared_attack": pgd_spec(steps)}}
     raise ValueError(f"objective kind must be one of pgd_at, trades, pgd_at+attribution_stability, got {kind!r}")
 
 

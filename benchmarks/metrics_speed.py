@@ -26,23 +26,23 @@ from typing import Any
 import torch
 
 from attacks import TopKExplanationAttack
-from attributions import ATTRIBUTION_NAMES, build_attribution
+from attributions import attribution_names, build_attribution
 from datamodules import generate_shapes
 from lightning_modules import build_model
-from metrics import METRIC_NAMES, compute_metric, compute_metrics
+from metrics import compute_metric, compute_metrics, metric_names
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shapes", nargs="+", default=["1x28x28", "3x32x32"], help="C×H×W of the inputs")
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[64, 128, 256])
-    parser.add_argument("--metrics", nargs="+", default=list(METRIC_NAMES), choices=METRIC_NAMES)
-    parser.add_argument("--method", default="saliency", choices=ATTRIBUTION_NAMES)
+    parser.add_argument("--metrics", nargs="+", default=list(metric_names()), choices=metric_names())
+    parser.add_argument("--method", default="saliency", choices=attribution_names())
     parser.add_argument("--attack-steps", type=int, default=10, help="steps of pgd and topk_attack (default of the registry: 10 and 100)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument(
-        "--loop-metrics", nargs="*", default=[], choices=METRIC_NAMES,
+        "--loop-metrics", nargs="*", default=[], choices=metric_names(),
         help="also time these one example at a time (B calls of size 1) against one batched call, "
         "at the first batch size",
     )

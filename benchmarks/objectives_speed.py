@@ -91,9 +91,10 @@ OBJECTIVES: dict[str, Callable[[], Objective]] = {
     ),
     "pgd_at K=7 + attribution_stability": lambda: WeightedSum(
         [
-            Part(PGDAdversarialTraining(pgd(7))),
-            Part(AttributionStability(perturbation="ce_adversarial", attack=pgd(7))),
-        ]
+            Part(PGDAdversarialTraining(), share_attack=True),
+            Part(AttributionStability(perturbation="ce_adversarial"), share_attack=True),
+        ],
+        shared_attack=pgd(7),
     ),
 }
 

@@ -145,13 +145,14 @@ def objective(recipe: str, eps: float, settings: argparse.Namespace) -> dict[str
             _node("losses.AttributionStability", penalty_weight=1.0, perturbation="random", attack=_node("attacks.PGD", eps=eps)),
         )
     if recipe == "pgd_at_stability":
-        return _sum(
-            _node("losses.PGDAdversarialTraining", attack=pgd, eps_warmup_steps=warmup),
-            _node(
-                "losses.AttributionStability",
-                penalty_weight=1.0, perturbation="ce_adversarial", attack=pgd, eps_warmup_steps=warmup,
-            ),
+        shared = _sum(
+            _node("losses.PGDAdversarialTraining", eps_warmup_steps=warmup),
+            _node("losses.AttributionStability", penalty_weight=1.0, perturbation="ce_adversarial", eps_warmup_steps=warmup),
         )
+        for part in shared["init_args"]["parts"]:  # one PGD example per step for both parts
+            part["share_attack"] = True
+        shared["init_args"]["shared_attack"] = pgd
+        return shared
     if recipe == "ig_norm":
         m, steps = settings.ig_norm_riemann_steps, settings.ig_norm_attack_steps
         inner = _node("attacks.PGD", eps=eps, step_size=round(2.0 * eps / steps, 6), steps=steps)

@@ -5,7 +5,7 @@ and scores it with the chosen metrics of :mod:`metrics` through
 :func:`evaluation.explanation_scores` (the algorithm of ``train.py report``'s table: one
 :func:`metrics.compute_metrics` call per batch and method, so Φ(x) and a perturbed input's
 attribution are computed once and shared by all the metrics that need them). Scores accumulate
-in the registry's torchmetrics wrappers, which reduce across processes; random draws are keyed
+in the metrics' torchmetrics states, which reduce across processes; random draws are keyed
 by the examples' dataset indices, so the values do not depend on the batching or on how the
 probe set is split over ranks.
 
@@ -46,15 +46,14 @@ import torch
 from pytorch_lightning import LightningModule, Trainer
 from torch import Tensor, nn
 
-from attributions import ATTRIBUTION_NAMES, AttributionMethod, AttributionName, build_attribution
+from attributions import AttributionMethod, attribution_name, attribution_names, build_attribution
 from callbacks.attribution_panels import PanelRows, check_colormap, grid, save_png, strips, tile_names
 from callbacks.observe import observing
 from callbacks.probe import PeriodicProbeCallback, check_int, classifier, gather_rows, model_device
 from callbacks.run_output import file_directories, log_to_run, wandb_loggers, write_csv
 from datamodules import ProbeBatch
 from evaluation import ScoreTable, Target, explained_classes, explanation_scores
-from metrics import METRIC_NAMES, PER_LAYER_METRICS, check_metric, metric_spec
-from metrics.functional import perturb
+from metrics import ExplanationRobustness, MetricInputs, build_metric, check_metric, defaults, metric_names, metric_spec
 
 #: Integrated gradients with 8 Gauss–Legendre nodes: on a trained quickstart-like CNN its maps
 #: keep a Spearman ρ of 0.98 with 128 nodes (16 nodes: 0.995) at a sixteenth of the cost; IG is
@@ -62,9 +61,9 @@ from metrics.functional import perturb
 #: images per pass: on CPU, passes of 1024 images were about twice as slow per image.
 DEFAULT_METHOD_OPTIONS: dict[str, dict[str, Any]] = {"integrated_gradients": {"steps": 8, "internal_batch_size": 256}}
 #: Robustness of the explanation to uniform noise in the ε-ball: one extra attribution per example.
-DEFAULT_METRICS: tuple[str, ...] = ("topk_intersection@noise", "spearman@noise")
+DEFAULT_METRICS: tuple[str, ...] = defaults.MONITOR_METRICS
 #: Added to the defaults when the datamodule has ground-truth masks (nearly free: no forward pass).
-DEFAULT_MASK_METRICS: tuple[str, ...] = ("relevance_mass", "pointing_game")
+DEFAULT_MASK_METRICS: tuple[str, ...] = defaults.MONITOR_MASK_METRICS
 #: The perturbation shown in the panels when no ``<similarity>@<perturbation>`` metric is chosen.
 FALLBACK_PANEL_METRIC = "spearman@noise"
 
@@ -87,18 +86,37 @@ def _validated(argument: str, what: str, check: Any) -> Any:
     raise ValueError(message)
 
 
-def check_methods(methods: Sequence[str], method_options: Mapping[str, Mapping[str, Any]] | None) -> dict[str, AttributionMethod]:
-    """Build the attribution methods of ``methods`` with their options (defaults merged in).
+def _registered(argument: str, name: object) -> str:
+    """The registered name of method ``name`` (a name or an import path), or a ValueError naming ``argument``."""
+    try:
+        return attribution_name(name)  # type: ignore[arg-type]
+    except ValueError:
+        pass
+    raise ValueError(f"{argument} must be among {attribution_names()} (or the import path of a registered class), got {name!r}")
+
+
+def check_methods(methods: Sequence[str] | None, method_options: Mapping[str, Mapping[str, Any]] | None) -> dict[str, AttributionMethod]:
+    """Build the attribution methods of ``methods`` with their options (defaults merged in),
+    keyed by their registered names.
+
+    Args:
+        methods: names or import paths of registered methods; None for the callbacks' default
+            list (``attribution_names("callbacks")``).
+        method_options: ``{method: {option: value}}``, keyed as in ``methods``.
 
     Raises:
         ValueError: naming ``methods`` or ``method_options``.
     """
-    if isinstance(methods, str) or not methods or len(set(methods)) != len(methods):
-        raise ValueError(f"methods must be a non-empty list of distinct names from {ATTRIBUTION_NAMES}, got {methods!r}")
-    for name in methods:
-        if name not in ATTRIBUTION_NAMES:
-            raise ValueError(f"methods must be among {ATTRIBUTION_NAMES}, got {name!r}")
-    options = dict(method_options or {})
+    if methods is None:
+        methods = attribution_names("callbacks")
+    if isinstance(methods, str) or not methods:
+        raise ValueError(f"methods must be a non-empty list of distinct names from {attribution_names()}, got {methods!r}")
+    methods = [_registered("methods", name) for name in methods]
+    if len(set(methods)) != len(methods):
+        raise ValueError(f"methods must be a non-empty list of distinct names from {attribution_names()}, got {methods!r}")
+    if method_options is not None and not isinstance(method_options, Mapping):
+        raise ValueError(f"method_options must map method names to {{option: value}} mappings, got {method_options!r}")
+    options = {_registered("method_options", key) if key not in methods else key: value for key, value in (method_options or {}).items()}
     stray = sorted(set(options) - set(methods))
     if stray:
         raise ValueError(f"method_options must only name methods listed in methods {list(methods)}, got {stray}")
@@ -137,9 +155,11 @@ class ExplanationMonitor(PeriodicProbeCallback):
     """Explanation metrics and attribution panels on a fixed probe set while training.
 
     Args:
-        methods: attribution methods by name (:data:`attributions.ATTRIBUTION_NAMES`).
-        metrics: metric names (:data:`metrics.METRIC_NAMES`; per-layer "randomisation" belongs
-            to :class:`callbacks.SanityCheck`). None: ``topk_intersection@noise`` and
+        methods: attribution methods by name or import path (:func:`attributions.attribution_names`);
+            None: the registry's "callbacks" list (saliency and integrated gradients).
+        metrics: metric names (:func:`metrics.metric_names`), or import paths of registered
+            metric classes (``my_project.metrics.CentreMass``); per-layer "randomisation" belongs
+            to :class:`callbacks.SanityCheck`. None: ``topk_intersection@noise`` and
             ``spearman@noise``, plus ``relevance_mass`` and ``pointing_game`` when the
             datamodule has ground-truth masks. A metric that needs masks the datamodule lacks
             fails at setup.
@@ -162,7 +182,7 @@ class ExplanationMonitor(PeriodicProbeCallback):
 
     def __init__(
         self,
-        methods: Sequence[AttributionName] = ("saliency", "integrated_gradients"),
+        methods: Sequence[str] | None = None,
         metrics: Sequence[str] | None = None,
         method_options: dict[str, dict[str, Any]] | None = None,
         metric_options: dict[str, dict[str, Any]] | None = None,
@@ -182,9 +202,15 @@ class ExplanationMonitor(PeriodicProbeCallback):
             if isinstance(metrics, str) or not metrics or len(set(metrics)) != len(metrics):
                 raise ValueError(f"metrics must be a non-empty list of distinct metric names or None, got {metrics!r}")
             for name in metrics:
-                if name not in METRIC_NAMES:
-                    raise ValueError(f"metrics must be among {METRIC_NAMES}, got {name!r}")
-                if name in PER_LAYER_METRICS:
+                try:
+                    per_layer = metric_spec(name).per_layer
+                except ValueError:
+                    per_layer = None
+                if per_layer is None:  # raised outside the except: the message names this option
+                    raise ValueError(
+                        f"metrics must be among {metric_names()} or the import path of a registered class, got {name!r}"
+                    )
+                if per_layer:
                     raise ValueError(f"metrics must not include {name!r} (per layer): use callbacks.SanityCheck for it")
         candidates = list(metrics) if metrics is not None else [*DEFAULT_METRICS, *DEFAULT_MASK_METRICS]
         stray = sorted(set(metric_options or {}) - set(candidates))
@@ -232,11 +258,13 @@ class ExplanationMonitor(PeriodicProbeCallback):
         # Options of a default metric left out for want of masks are not passed on.
         return {name: options for name, options in self.metric_options.items() if name in self.metric_names}
 
-    def panel_perturbation(self) -> tuple[str, dict[str, Any]]:
-        """The perturbation (and its options) whose x' and Φ(x') the panels show: that of the
-        first ``<similarity>@<perturbation>`` metric, else uniform noise with its defaults."""
-        name = next((n for n in self.metric_names if "@" in n), FALLBACK_PANEL_METRIC)
-        return name.split("@", 1)[1], check_metric(name, **self.metric_options.get(name, {}))
+    def panel_metric(self) -> ExplanationRobustness:
+        """The metric whose x' and Φ(x') the panels show: the first robustness metric
+        (``<similarity>@<perturbation>``), else uniform noise with its defaults."""
+        for name in self.metric_names:
+            if issubclass(metric_spec(name).cls, ExplanationRobustness):
+                return build_metric(name, **self.metric_options.get(name, {}))  # type: ignore[return-value]
+        return build_metric(FALLBACK_PANEL_METRIC)  # type: ignore[return-value]
 
     def evaluate(self, model: nn.Module, *, samples: bool = False, panels: int = 0) -> ExplanationScores:
         """Score this rank's share of the probe set (see :meth:`use_probe`) with
@@ -287,10 +315,10 @@ class ExplanationMonitor(PeriodicProbeCallback):
     def _panel_rows(self, model: nn.Module, rows: ProbeBatch, targets: Tensor) -> dict[str, PanelRows]:
         """Φ(x), x' and Φ(x') of the panel examples: the same x' the robustness metric scored (its
         draws are keyed by the example ids, its attacks deterministic)."""
-        perturbation, options = self.panel_perturbation()
+        metric = self.panel_metric()
         panels = {}
         for name, method in self.methods.items():
-            perturbed = perturb(model, rows.x, targets, method, perturbation, ids=rows.indices, **options)  # type: ignore[arg-type]
+            perturbed = metric.perturbed(MetricInputs(model, rows.x, targets, method, ids=rows.indices))
             panels[name] = PanelRows(
                 x=rows.x.cpu(),
                 attribution=method(model, rows.x, targets).cpu(),

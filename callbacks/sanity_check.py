@@ -38,7 +38,6 @@ from typing import Any, Literal
 from pytorch_lightning import LightningModule, Trainer
 from torch import Tensor, nn
 
-from attributions import AttributionName
 from callbacks.explanation_monitor import Target, check_methods
 from callbacks.observe import observing
 from callbacks.probe import ProbeCallback, check_int, classifier, model_device
@@ -85,7 +84,8 @@ class SanityCheck(ProbeCallback):
     """Cascading model-parameter randomisation of the trained model, at the end of fit.
 
     Args:
-        methods: attribution methods by name (add "edge" for the control that stays at 1).
+        methods: attribution methods by name or import path (add "edge" for the control that
+            stays at 1); None: the registry's "callbacks" list (saliency and integrated gradients).
         method_options: ``{method: {option: value}}`` (integrated gradients: 8 steps by default).
         similarities: "spearman", "ssim" and/or "hog" (scikit-image needed).
         target: explain the "label" or the "predicted" class (the same class at every stage).
@@ -97,7 +97,7 @@ class SanityCheck(ProbeCallback):
 
     def __init__(
         self,
-        methods: Sequence[AttributionName] = ("saliency", "integrated_gradients"),
+        methods: Sequence[str] | None = None,
         method_options: dict[str, dict[str, Any]] | None = None,
         similarities: Sequence[Similarity] = ("spearman", "ssim"),
         target: Target = "label",

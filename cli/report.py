@@ -42,7 +42,7 @@ import json
 import sys
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -50,18 +50,23 @@ import docstring_parser
 import yaml
 from jsonargparse import ActionConfigFile, ActionYesNo, ArgumentParser, Namespace
 
-from attributions import ATTRIBUTION_NAMES
+from attributions import attribution_names
 from cli.errors import exit_with_error, exit_with_parse_error
 from datamodules import ImageDataModule
-from metrics import METRIC_NAMES
+from metrics import metric_names
 from report.compute import compute_report
 from report.output import FILES, write_report
 from report.plan import ATTACK_CHOICES, ReportError, ReportSettings, load_checked_source, plan_report
 from report.sources import Source
 
 PROG = "python train.py report"
-#: The names a list option accepts, added to its ``--help`` (the checks live in :mod:`report.plan`).
-CHOICES: dict[str, Sequence[str]] = {"methods": ATTRIBUTION_NAMES, "metrics": METRIC_NAMES, "attacks": ATTACK_CHOICES}
+#: The names a list option accepts, added to its ``--help`` (the checks live in :mod:`report.plan`);
+#: read when the parser is built, so a method or metric registered since is listed.
+CHOICES: dict[str, Callable[[], Sequence[str]]] = {
+    "methods": attribution_names,
+    "metrics": metric_names,
+    "attacks": lambda: ATTACK_CHOICES,
+}
 #: Switches: ``--overwrite`` / ``--no_overwrite`` (``--verify``'s negation keeps its ``--no-verify`` spelling).
 NO_PREFIX: dict[str, str] = {"verify": "no-"}
 
@@ -105,7 +110,7 @@ def build_parser(recorded_data: dict[str, Any] | None = None) -> ArgumentParser:
         parser.set_defaults(data=recorded_data)
     for action in parser._actions:  # the accepted names, from the registries
         if action.dest in CHOICES:
-            action.help = f"{action.help} Among: {', '.join(CHOICES[action.dest])}."
+            action.help = f"{action.help} Among: {', '.join(CHOICES[action.dest]())}."
     return parser
 
 

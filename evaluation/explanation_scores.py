@@ -5,7 +5,7 @@ For each method, batch by batch: Φ(x) of the explained class (the label, or the
 class), then every metric of :mod:`metrics` on that batch in one :func:`metrics.compute_metrics`
 call (so Φ(x) and perturbed attributions are computed once and shared), the examples' dataset
 indices as ``example_ids`` (random draws follow the examples, not the batches). Scores
-accumulate in the registry's torchmetrics wrappers (:func:`metrics.build_metric`), which reduce
+accumulate in the metrics themselves (torchmetrics, :func:`metrics.build_metric`), which reduce
 across processes: a mean over the defined scores, undefined ones (NaN) counted apart.
 
 The per-layer "randomisation" metric is the cascading check of :mod:`evaluation.randomisation`.
@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from attributions import AttributionMethod
 from common.modes import module_mode
-from metrics import PER_LAYER_METRICS, build_metric, compute_metrics
+from metrics import MetricLike, build_metric, compute_metrics, metric_key, metric_spec
 
 Target = Literal["label", "predicted"]
 TARGETS: tuple[str, ...] = ("label", "predicted")
@@ -78,7 +78,7 @@ class BatchScores:
 def score_batch(
     model: nn.Module,
     method: AttributionMethod,
-    metrics: Sequence[str],
+    metrics: Sequence[MetricLike],
     x: Tensor,
     targets: Tensor,
     example_ids: Tensor | None,
@@ -90,22 +90,22 @@ def score_batch(
     attribution = method(model, x, targets)  # (B, C, H, W), shared by all the metrics
     scores = compute_metrics(
         list(metrics), model, x, targets, method, masks, spurious_masks,
-        options={name: o for name, o in (options or {}).items() if name in metrics},
+        options={name: o for name, o in (options or {}).items() if name in [metric_key(m) for m in metrics]},
         example_ids=example_ids, attribution=attribution,
     )  # fmt: skip
     return BatchScores(attribution, targets, scores)
 
 
 class ScoreTable:
-    """Per method × metric accumulators (the registry's torchmetrics wrappers; DDP-safe)."""
+    """Per method × metric accumulators (the metrics' torchmetrics states; DDP-safe)."""
 
-    def __init__(self, methods: Sequence[str], metrics: Sequence[str]) -> None:
-        per_layer = [name for name in metrics if name in PER_LAYER_METRICS]
+    def __init__(self, methods: Sequence[str], metrics: Sequence[MetricLike]) -> None:
+        per_layer = [metric_key(name) for name in metrics if metric_spec(name).per_layer]
         if per_layer:
             raise ValueError(f"metrics must not include per-layer metrics {per_layer} here: see evaluation.randomisation")
         self.methods = list(methods)
-        self.metrics = list(metrics)
-        self.wrappers = {(m, name): build_metric(name) for m in self.methods for name in self.metrics}
+        self.metrics = [metric_key(name) for name in metrics]
+        self.wrappers = {(m, metric_key(name)): build_metric(name) for m in self.methods for name in metrics}
 
     def to(self, device: torch.device | str) -> ScoreTable:
         self.wrappers = {key: w.to(device) for key, w in self.wrappers.items()}
@@ -134,7 +134,7 @@ class ScoreTable:
 def explanation_scores(
     model: nn.Module,
     methods: Mapping[str, AttributionMethod],
-    metrics: Sequence[str],
+    metrics: Sequence[MetricLike],
     x: Tensor,
     y: Tensor,
     example_ids: Tensor | None,
@@ -152,7 +152,8 @@ def explanation_scores(
     Args:
         model: the classifier, taking images in [0, 1].
         methods: attribution methods by name.
-        metrics: metric names (not per-layer ones: see :mod:`evaluation.randomisation`).
+        metrics: metric names, import paths or objects (not per-layer ones: see
+            :mod:`evaluation.randomisation`).
         x, y, example_ids, masks, spurious_masks: the examples, their labels, dataset indices
             (random draws follow them) and ground truth, on the model's device.
         options: ``{metric: {option: value}}``.
@@ -165,7 +166,7 @@ def explanation_scores(
         The table, and the per-example scores ``{method: {metric: (N,) scores}}`` in order.
     """
     table = table if table is not None else ScoreTable(list(methods), metrics)
-    per_example: dict[str, dict[str, list[Tensor]]] = {m: {n: [] for n in metrics} for m in methods}
+    per_example: dict[str, dict[str, list[Tensor]]] = {m: {metric_key(n): [] for n in metrics} for m in methods}
     n = int(x.shape[0])
     for name, method in methods.items():
         for lo in range(0, n, batch_size):

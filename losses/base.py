@@ -92,6 +92,17 @@ class StepContext:
         return StepContext(parent=self)
 
 
+def attack_key(attack: object) -> tuple[int, str]:
+    """What an attack's example is memoised under within a step: the attack *object* it comes
+    from and its settings at this step (its repr, which carries a warm-up's ε).
+
+    Parts share an example only when they hold the same attack object (in YAML: the
+    ``shared_attack`` of a :class:`losses.WeightedSum`, see there), never because two attacks
+    are written alike.
+    """
+    return (id(getattr(attack, "declared_as", attack)), repr(attack))
+
+
 def is_forward_key(key: Hashable) -> bool:
     """Whether ``key`` names a model output (``(FORWARD_KEY, ...)``), which a branch keeps private."""
     return isinstance(key, tuple) and len(key) > 0 and key[0] == FORWARD_KEY

@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attacks import PGD
+from attacks import PGD, projected_ascent
 from common.modes import module_mode
-from losses.base import FORWARD_KEY, StepContext, upcast
+from losses.base import FORWARD_KEY, StepContext, attack_key, upcast
 
 CLEAN_FORWARD_KEY = "clean"
 
@@ -84,8 +84,9 @@ def clean_forward(
 def adversarial_forward(
     model: nn.Module, x_adv: Tensor, attack: PGD, context: StepContext | None, needs_input_grad: bool
 ) -> tuple[Tensor, Tensor]:
-    """:func:`shared_forward` of the example ``attack`` produced (memoised by its repr)."""
-    return shared_forward(model, x_adv, context, ("adversarial", repr(attack)), needs_input_grad)
+    """:func:`shared_forward` of the example ``attack`` produced (memoised as the example is,
+    :func:`losses.base.attack_key`)."""
+    return shared_forward(model, x_adv, context, ("adversarial", attack_key(attack)), needs_input_grad)
 
 
 def per_example_loss_gradient(x_leaf: Tensor, logits: Tensor, y: Tensor, create_graph: bool) -> Tensor:
@@ -142,7 +143,7 @@ def maximise_in_ball(
     x: Tensor,
     objective: Callable[[Tensor], Tensor],
 ) -> Tensor:
-    """Projected sign-gradient ascent of ``objective(x')`` (B,) over the attack's threat model.
+    """Projected ascent of ``objective(x')`` (B,) over the attack's threat model.
 
     :class:`attacks.PGD` maximises a function of the logits; attacks on an explanation maximise
     a function of an input gradient at x' (a cosine distance, an integrated-gradients norm),
@@ -150,7 +151,8 @@ def maximise_in_ball(
     threat model, step size, number of steps, random start (:meth:`attacks.PGD.initial_point`:
     seeded per example from its pixels when the attack has a seed, so an example starts at the
     same point in any batch position) and model mode; ``objective`` builds any inner graph it
-    needs (``create_graph=True``). Restarts are not used.
+    needs (``create_graph=True``). Restarts are not used. The loop is
+    :func:`attacks.ascent.projected_ascent`, as PGD's.
 
     Returns:
         (B, C, H, W) detached points of the ε-ball around ``x`` intersected with [0, 1].
@@ -158,13 +160,15 @@ def maximise_in_ball(
     x = x.detach()
     if attack.eps == 0.0:
         return x.clone()
-    x_adv = attack.initial_point(x)
-    with torch.enable_grad(), module_mode(model, attack.model_mode):
-        for _ in range(attack.steps):
-            x_adv.requires_grad_(True)
-            value = objective(x_adv)  # (B,)
-            # A ReLU network's input gradient is piecewise constant, so its derivative can be
-            # zero or disconnected; a zero step then leaves x' at its (random) start.
-            (grad,) = torch.autograd.grad(value.sum(), [x_adv], allow_unused=True, materialize_grads=True)
-            x_adv = attack.threat.project(x_adv.detach() + attack.threat.step(grad, attack.step_size), x)
-    return x_adv.detach()
+    with module_mode(model, attack.model_mode):
+        # A ReLU network's input gradient is piecewise constant, so its derivative can be zero or
+        # disconnected (allow_unused); a zero step then leaves x' at its (random) start.
+        return projected_ascent(
+            lambda x_t, rows: objective(x_t),  # (B,)
+            x,
+            attack.initial_point(x),
+            attack.threat,
+            attack.step_size,
+            attack.steps,
+            allow_unused=True,
+        )

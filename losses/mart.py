@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attacks import PGD
-from losses.base import Objective, ObjectiveOutput, StepContext, upcast
+from losses.base import Objective, ObjectiveOutput, StepContext, attack_key, upcast
 from losses.input_gradients import clean_forward
 from losses.pgd_at import EpsilonWarmup, scaled_attack
 from losses.trades import kl_divergence, trades_attack
@@ -103,7 +103,7 @@ class MART(Objective):
 
         if context is None:
             return compute()
-        return context.get(("mart_adversarial", repr(attack)), compute)
+        return context.get(("mart_adversarial", attack_key(attack)), compute)
 
     def prepare(self, model: nn.Module, x: Tensor, y: Tensor, context: StepContext) -> None:
         attack = scaled_attack(self.attack, self.warmup.next_fraction(context))

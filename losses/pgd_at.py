@@ -25,22 +25,24 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attacks import PGD
-from losses.base import Objective, ObjectiveOutput, StepContext, upcast
+from losses.base import Objective, ObjectiveOutput, StepContext, attack_key, upcast
 from losses.input_gradients import adversarial_forward, clean_forward
 
 
 def adversarial_example(attack: PGD, model: nn.Module, x: Tensor, y: Tensor, context: StepContext | None) -> Tensor:
-    """The attack's example for (x, y), computed once per step when a context is shared."""
+    """The attack's example for (x, y), computed once per step for every part holding this attack."""
     if context is None:
         return attack(model, x, y)
-    return context.get(("adversarial", repr(attack)), lambda: attack(model, x, y))
+    return context.get(("adversarial", attack_key(attack)), lambda: attack(model, x, y))
 
 
 def scaled_attack(attack: PGD, fraction: float) -> PGD:
-    """A copy of ``attack`` with ε and the step size multiplied by ``fraction`` in (0, 1]."""
+    """A copy of ``attack`` with ε and the step size multiplied by ``fraction`` in (0, 1]; it is
+    memoised as the attack it was scaled from (:func:`attack_key`)."""
     if fraction >= 1.0:
         return attack
     scaled = copy.copy(attack)
+    scaled.declared_as = getattr(attack, "declared_as", attack)  # type: ignore[attr-defined]
     scaled.threat = copy.copy(attack.threat)
     scaled.eps = scaled.threat.eps = attack.eps * fraction
     scaled.step_size = attack.step_size * fraction

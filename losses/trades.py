@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from attacks import PGD, ThreatModel
 from common.modes import module_mode
-from losses.base import Objective, ObjectiveOutput, StepContext, upcast
+from losses.base import Objective, ObjectiveOutput, StepContext, attack_key, upcast
 from losses.input_gradients import clean_forward
 from losses.pgd_at import EpsilonWarmup, scaled_attack
 
@@ -108,7 +108,7 @@ class TRADES(Objective):
 
         if context is None:
             return compute()
-        return context.get(("trades_adversarial", repr(attack)), compute)
+        return context.get(("trades_adversarial", attack_key(attack)), compute)
 
     def prepare(self, model: nn.Module, x: Tensor, y: Tensor, context: StepContext) -> None:
         attack = scaled_attack(self.attack, self.warmup.next_fraction(context))

@@ -3,10 +3,19 @@
     L = Σ_p w_p · L_p(model, x, y)
 
 Every part receives the same :class:`StepContext`, created once per step, so work that two
-parts need is done once: the adversarial example of an attack (keyed by the attack's repr, see
-:func:`losses.adversarial_example`) and the forward at it (PGD-AT's cross-entropy and attribution
-stability's saliency come from one forward), the clean forward with the input requiring grad
-(ERM's logits and an input-gradient penalty's gradient come from one forward).
+parts need is done once: the clean forward with the input requiring grad (ERM's logits and an
+input-gradient penalty's gradient come from one forward) and, for parts that *declare* it, the
+adversarial example of one attack and the forward at it (PGD-AT's cross-entropy and attribution
+stability's saliency at one PGD example).
+
+Sharing an attack is declared, never inferred: the sum holds the attack once
+(``shared_attack``) and each part that should use it says ``share_attack: true``; those parts'
+objectives get that one attack object, and its example is computed once per step
+(:func:`losses.base.attack_key` keys it by the object). Two parts whose attacks are merely
+written alike each run their own (a warning points at the declaration). Sharing parts must ramp ε
+alike (equal ``eps_warmup_steps``), or their attacks would differ from the first step.
+
+Each part has one weight, ``weight`` (λ of a regulariser).
 
 Logging: each part's own (unweighted) loss is logged as ``<part>`` and each of its named parts
 as ``<part>/<key>``; the LightningModule adds the ``train/`` prefix and logs the weighted total
@@ -23,21 +32,29 @@ YAML::
     objective:
       class_path: losses.WeightedSum
       init_args:
+        shared_attack:                 # optional: one attack, run once per step
+          class_path: attacks.PGD
+          init_args: {eps: 0.1, step_size: 0.025, steps: 7}
         parts:
-          - objective: {class_path: losses.PGDAdversarialTraining, init_args: {...}}
-            weight: 1.0
-          - objective: {class_path: losses.AttributionStability, init_args: {...}}
+          - objective: {class_path: losses.PGDAdversarialTraining}
+            share_attack: true
+          - objective:
+              class_path: losses.AttributionStability
+              init_args: {perturbation: ce_adversarial}
             weight: 0.5
+            share_attack: true
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from torch import Tensor, nn
 
+from attacks import PGD
 from losses.base import Objective, ObjectiveOutput, StepContext
 
 
@@ -49,11 +66,47 @@ class Part:
         objective: any objective (a training loss or a regulariser).
         weight: its weight w ≥ 0 in the sum.
         name: its log name; default: the objective's ``log_name``.
+        share_attack: use the sum's ``shared_attack`` (the objective's own ``attack`` is
+            replaced by it), so every part that declares it trains on one example per step.
     """
 
     objective: Objective
     weight: float = 1.0
     name: str | None = None
+    share_attack: bool = False
+
+
+def _share_attack(parts: list[Part], shared_attack: PGD | None) -> None:
+    """Give ``shared_attack`` to the parts that declare it, after checking the declaration."""
+    sharing = [i for i, part in enumerate(parts) if part.share_attack]
+    if shared_attack is not None and not sharing:
+        raise ValueError("shared_attack is used by no part: set `share_attack: true` on the parts that should use it")
+    warmups = set()
+    for i in sharing:
+        if shared_attack is None:
+            raise ValueError(f"parts[{i}].share_attack needs the attack to share: set `shared_attack` on the sum")
+        objective = parts[i].objective
+        if not hasattr(objective, "attack"):
+            raise ValueError(
+                f"parts[{i}].share_attack: {type(objective).__name__} has no attack to share; remove share_attack"
+            )
+        warmup = getattr(objective, "warmup", None)
+        warmups.add(getattr(warmup, "warmup_steps", 0))
+        if len(warmups) > 1:
+            raise ValueError(
+                f"parts[{i}].objective.init_args.eps_warmup_steps must equal that of the other parts with "
+                f"share_attack (their ε ramps would give different attacks), got {getattr(warmup, 'warmup_steps', 0)}"
+            )
+        objective.attack = shared_attack
+    own = [(i, repr(p.objective.attack)) for i, p in enumerate(parts) if not p.share_attack and hasattr(p.objective, "attack")]
+    for a, (i, first) in enumerate(own):
+        for j, other in own[a + 1 :]:
+            if first == other and parts[i].objective.attack is not parts[j].objective.attack:
+                warnings.warn(
+                    f"parts[{i}] and parts[{j}] have equal attacks and each runs its own; to attack once per step, "
+                    "declare the attack once as the sum's `shared_attack` and set `share_attack: true` on both",
+                    stacklevel=3,
+                )
 
 
 def default_log_name(objective: nn.Module) -> str:
@@ -70,11 +123,12 @@ class WeightedSum(Objective):
     Args:
         parts: the terms, each an objective with a weight (and optionally a name); at least
             one, with distinct names.
+        shared_attack: the attack of the parts that set ``share_attack`` (at least one must).
     """
 
     log_name = "weighted_sum"
 
-    def __init__(self, parts: Sequence[Part]) -> None:
+    def __init__(self, parts: Sequence[Part], shared_attack: PGD | None = None) -> None:
         super().__init__()
         parts = list(parts)
         if not parts:
@@ -93,6 +147,8 @@ class WeightedSum(Objective):
             raise ValueError(
                 f"parts must have distinct names, got {duplicates} more than once; set `name` on one of them"
             )
+        self.shared_attack = shared_attack
+        _share_attack(parts, shared_attack)
         self.names = names
         self.weights = [float(part.weight) for part in parts]
         self.parts = nn.ModuleList(part.objective for part in parts)

@@ -1,69 +1,79 @@
 """Explanation metrics for any ``nn.Module`` (no Lightning here).
 
-Pure functions in :mod:`metrics.functional` return one score per example; the torchmetrics
-wrappers in :mod:`metrics.wrappers` accumulate those scores across batches and processes; the
-registry (:func:`compute_metric`, :func:`build_metric`, :data:`METRIC_NAMES`) gives every metric
-one call shape. See :mod:`metrics.registry` for the names and their options.
+Each metric is a class (a ``torchmetrics.Metric``) that owns and checks its options, scores a
+batch per example (:meth:`ExplanationMetric.score`) and accumulates the scores across batches
+and processes (``update`` / ``compute``). Classes register under a name where they are defined
+(:func:`metric_names`); :func:`compute_metric`, :func:`compute_metrics` and :func:`build_metric`
+take a name, the import path of a registered class, or a metric object. The numerics are pure
+functions in :mod:`metrics.functional`.
 """
 
-from metrics.registry import (
-    METRIC_NAMES,
-    METRICS,
-    PER_LAYER_METRICS,
-    MetricSpec,
-    build_metric,
-    check_metric,
-    compute_metric,
-    compute_metrics,
-    metric_spec,
-)
-from metrics.wrappers import (
-    AvgSensitivity,
-    CosineSimilarity,
-    DeletionAUC,
-    Infidelity,
-    InsertionAUC,
-    KendallTau,
-    LocalLipschitz,
-    MaxSensitivity,
+from metrics.base import (
+    ExplanationMetric,
     MeanScore,
-    ModelRandomisation,
+    MetricInputs,
     PerLayerScores,
-    PointingGame,
-    RelevanceMass,
-    RelevanceRank,
-    SensitivityN,
-    SpearmanCorrelation,
-    SpuriousShare,
-    TopKIntersection,
+    metric_names,
 )
+from metrics.robustness import (
+    AttackPerturbation,
+    ClassifierPGD,
+    CosineSimilarity,
+    ExplanationRobustness,
+    KendallTau,
+    Perturbation,
+    Similarity,
+    SpearmanCorrelation,
+    TopKAttack,
+    TopKIntersection,
+    UniformNoise,
+)
+from metrics.sensitivity import AvgSensitivity, AvgSensitivityAbs, LocalLipschitz, MaxSensitivity, MaxSensitivityAbs
+from metrics.infidelity import Infidelity
+from metrics.faithfulness import DeletionAUC, InsertionAUC, SensitivityN
+from metrics.randomisation import ModelRandomisation
+from metrics.localisation import PointingGame, RelevanceMass, RelevanceRank, SpuriousShare
+from metrics.registry import MetricLike, MetricSpec, build_metric, check_metric, compute_metric, compute_metrics, metric_key, metric_spec
+from metrics import defaults
 
 __all__ = [
-    "METRICS",
-    "METRIC_NAMES",
-    "PER_LAYER_METRICS",
+    "AttackPerturbation",
     "AvgSensitivity",
+    "AvgSensitivityAbs",
+    "ClassifierPGD",
     "CosineSimilarity",
     "DeletionAUC",
+    "ExplanationMetric",
+    "ExplanationRobustness",
     "Infidelity",
     "InsertionAUC",
     "KendallTau",
     "LocalLipschitz",
     "MaxSensitivity",
+    "MaxSensitivityAbs",
     "MeanScore",
+    "MetricInputs",
+    "MetricLike",
     "MetricSpec",
     "ModelRandomisation",
+    "Perturbation",
     "PerLayerScores",
     "PointingGame",
     "RelevanceMass",
     "RelevanceRank",
     "SensitivityN",
+    "Similarity",
     "SpearmanCorrelation",
     "SpuriousShare",
+    "TopKAttack",
     "TopKIntersection",
+    "UniformNoise",
     "build_metric",
     "check_metric",
     "compute_metric",
     "compute_metrics",
+    "defaults",
+    "metric_key",
+    "metric_names",
     "metric_spec",
 ]

@@ -21,13 +21,13 @@ from report.output import FILES, report_markdown, report_record, write_report
 from report.plan import (
     ATTACK_CHOICES,
     DEFAULT_ATTACKS,
-    DEFAULT_METHODS,
     DEFAULT_METRICS,
     MASK_METRICS,
     SPURIOUS_METRICS,
     ReportError,
     ReportPlan,
     ReportSettings,
+    default_methods,
     load_checked_source,
     plan_report,
 )
@@ -36,7 +36,6 @@ from report.sources import Source, load_source
 __all__ = [
     "ATTACK_CHOICES",
     "DEFAULT_ATTACKS",
-    "DEFAULT_METHODS",
     "DEFAULT_METRICS",
     "FILES",
     "MASK_METRICS",
@@ -50,6 +49,7 @@ __all__ = [
     "ReportSettings",
     "Source",
     "compute_report",
+    "default_methods",
     "load_checked_source",
     "load_source",
     "plan_report",

@@ -32,7 +32,7 @@ from evaluation import (
     randomisation_check,
     robust_correctness,
 )
-from metrics import PER_LAYER_METRICS
+from metrics import metric_spec
 from metrics.functional import parameter_layers
 from report.plan import ReportPlan
 
@@ -92,7 +92,7 @@ def explanation_metrics(plan: ReportPlan, bar: Any) -> tuple[dict[str, dict[str,
     settings, device = plan.settings, plan.device
     examples = plan.examples.to(device)
     ids = plan.examples.indices.to(device)
-    plain = [name for name in plan.metrics if name not in PER_LAYER_METRICS]
+    plain = [name for name in plan.metrics if not metric_spec(name).per_layer]
     table: dict[str, dict[str, MetricResult]] = {}
     seconds: dict[str, float] = {}
     for method_name, method in plan.methods.items():
@@ -155,7 +155,7 @@ def compute_report(plan: ReportPlan) -> ReportResult:
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(settings.seed)
         n_batches = len(_batches(plan.examples, settings.batch_size))
-        passes = int(any(m not in PER_LAYER_METRICS for m in plan.metrics)) + int("randomisation" in plan.metrics)
+        passes = int(any(not metric_spec(m).per_layer for m in plan.metrics)) + int("randomisation" in plan.metrics)
         with tqdm(total=len(plan.methods) * n_batches * passes, desc="explanation metrics", unit="batch", disable=disable) as bar:
             table, method_seconds = explanation_metrics(plan, bar)
         seconds.update(method_seconds)

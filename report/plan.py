@@ -9,10 +9,11 @@ Defaults (each overridable):
 - examples: 100 test examples for the metrics table (fewer when the test split is smaller),
   1 000 for the accuracy curve (idem), 8 in the figure; drawn by ``probe_batch(n, seed,
   "test")``, so the smaller sets are subsets of the larger.
-- methods (:data:`DEFAULT_METHODS`): saliency, input × gradient, integrated gradients,
-  SmoothGrad, Grad-CAM, guided backprop, and the two controls (edge detector, uniform noise)
-  that any explanation worth its name should beat. SmoothGrad² and VarGrad are left out by
-  default: they cost as much as SmoothGrad and repeat its story.
+- methods (:func:`default_methods`, the registry's "report" list): saliency, input × gradient,
+  integrated gradients, SmoothGrad, Grad-CAM, guided backprop, and the two controls (edge
+  detector, uniform noise) that any explanation worth its name should beat; a method class joins
+  it unless its class statement says otherwise (:mod:`attributions.base`). SmoothGrad² and
+  VarGrad are left out by default: they cost as much as SmoothGrad and repeat its story.
 - metrics (:data:`DEFAULT_METRICS`): one per question: is the explanation stable under noise
   and under an attack on the prediction (top-k intersection), sensitive to small input changes
   (max-sensitivity), faithful to the model (infidelity, deletion and insertion AUC), and
@@ -62,33 +63,22 @@ from jsonargparse import ArgumentParser
 from torch import nn
 
 from attacks import NORMS, PGD, AutoAttack
-from attributions import ATTRIBUTION_NAMES, AttributionMethod, GradCAM, attribution_options, build_attribution
+from attributions import AttributionMethod, GradCAM, attribution_name, attribution_names, attribution_options, build_attribution
 from datamodules import ImageDataModule, ProbeBatch
 from export import CheckpointError
-from metrics import METRIC_NAMES, check_metric, metric_spec
+from metrics import check_metric, defaults, metric_names, metric_spec
 from report.sources import Source, load_source
 
-DEFAULT_METHODS: tuple[str, ...] = (
-    "saliency",
-    "input_x_gradient",
-    "integrated_gradients",
-    "smoothgrad",
-    "grad_cam",
-    "guided_backprop",
-    "edge",
-    "random",
-)
-DEFAULT_METRICS: tuple[str, ...] = (
-    "topk_intersection@noise",
-    "topk_intersection@pgd",
-    "max_sensitivity",
-    "infidelity",
-    "deletion_auc",
-    "insertion_auc",
-    "randomisation",
-)
-MASK_METRICS: tuple[str, ...] = ("pointing_game", "relevance_mass", "relevance_rank")
-SPURIOUS_METRICS: tuple[str, ...] = ("spurious_share",)
+
+def default_methods() -> tuple[str, ...]:
+    """The methods a report compares when ``methods`` is not given: the registry's "report" list,
+    read when asked, so a method registered since (a project's own) is in it."""
+    return attribution_names("report")
+
+
+DEFAULT_METRICS: tuple[str, ...] = defaults.REPORT_METRICS
+MASK_METRICS: tuple[str, ...] = defaults.REPORT_MASK_METRICS
+SPURIOUS_METRICS: tuple[str, ...] = defaults.REPORT_SPURIOUS_METRICS
 DEFAULT_EXAMPLES = 100
 DEFAULT_ACCURACY_EXAMPLES = 1000
 EPS_MULTIPLES: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0)
@@ -143,7 +133,8 @@ class ReportSettings:
             ``{class_path, init_args}``, or an :class:`ImageDataModule`.
         num_examples: test examples the metrics score (None: 100, or the test split if smaller).
         batch_size: examples per batch.
-        methods: attribution methods.
+        methods: attribution methods, by registered name or import path (default: the registry's
+            "report" list).
         method_options: options of the methods, {method: {option: value}} (see
             attributions.build_attribution).
         metrics: explanation metrics (None: robustness, sensitivity, faithfulness and randomisation
@@ -178,7 +169,7 @@ class ReportSettings:
     data: dict[str, Any] | ImageDataModule | None = None
     num_examples: int | None = None
     batch_size: int = 64
-    methods: Sequence[str] = DEFAULT_METHODS
+    methods: Sequence[str] = field(default_factory=default_methods)
     method_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     metrics: Sequence[str] | None = None
     metric_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -261,6 +252,28 @@ def _check_names(option: str, names: Sequence[str], allowed: Sequence[str]) -> l
     if duplicates:
         raise ReportError(option, f"{option} must name each one once, got {duplicates} more than once")
     return names
+
+
+def _method_name(name: str) -> str:
+    """The registered name of a method given by name or import path (an unknown one as given,
+    for :func:`_check_names` to report)."""
+    try:
+        return attribution_name(name)
+    except ValueError:
+        return name
+
+
+def _check_metric_names(names: Sequence[str]) -> list[str]:
+    """Metric names, each a registered name or the import path of a registered class (importing
+    it registers it, so a metric defined in a user's module can be named by its path)."""
+    known = []
+    for name in list(names):
+        try:
+            metric_spec(name)
+        except ValueError:
+            continue
+        known.append(name)
+    return _check_names("metrics", names, [*metric_names(), *known])
 
 
 def _check_option_keys(option: str, options: Mapping[str, Any], chosen: Sequence[str], what: str) -> None:
@@ -395,12 +408,15 @@ def _attacks(settings: ReportSettings, norm: str, num_classes: int) -> list[PGD 
 
 
 def _methods(settings: ReportSettings) -> tuple[dict[str, AttributionMethod], dict[str, dict[str, Any]]]:
-    names = _check_names("methods", settings.methods, ATTRIBUTION_NAMES)
-    _check_option_keys("method_options", settings.method_options, names, "method")
+    names = _check_names("methods", [_method_name(n) for n in settings.methods], attribution_names())
+    method_options = settings.method_options
+    if isinstance(method_options, Mapping):
+        method_options = {_method_name(key): value for key, value in method_options.items()}
+    _check_option_keys("method_options", method_options, names, "method")
     built, resolved = {}, {}
     for name in names:
         profile = FAST_PROFILE["method_options"] if settings.fast else {}
-        options = {**DEFAULT_METHOD_OPTIONS.get(name, {}), **profile.get(name, {}), **settings.method_options.get(name, {})}
+        options = {**DEFAULT_METHOD_OPTIONS.get(name, {}), **profile.get(name, {}), **method_options.get(name, {})}
         if "seed" in attribution_options(name) and "seed" not in options:
             options["seed"] = settings.seed  # SmoothGrad's noise, the random control, IG's uniform baseline
         try:
@@ -419,7 +435,7 @@ def _metrics(
         names += list(MASK_METRICS) if examples.mask is not None else []
         names += list(SPURIOUS_METRICS) if examples.spurious_mask is not None else []
     else:
-        names = _check_names("metrics", settings.metrics, METRIC_NAMES)
+        names = _check_metric_names(settings.metrics)
     given = {"masks": examples.mask is not None, "spurious_masks": examples.spurious_mask is not None}
     for name in names:
         missing = [need for need in metric_spec(name).requires if not given[need]]
@@ -513,7 +529,7 @@ def plan_report(settings: ReportSettings, source: Source | None = None) -> Repor
     device = _device(settings.device)
     methods, method_options = _methods(settings)  # names first: cheap, and the commonest typo
     if settings.metrics is not None:
-        _check_names("metrics", settings.metrics, METRIC_NAMES)
+        _check_metric_names(settings.metrics)
     if settings.attacks is not None:
         _check_names("attacks", settings.attacks, ATTACK_CHOICES)
     if source is None:

@@ -14,6 +14,13 @@ from torch import nn
 if TYPE_CHECKING:
     from datamodules import ShapesTensors
 
+def package_metric_names() -> tuple[str, ...]:
+    """Every metric the package registers (not those a test file defines for itself)."""
+    from metrics import metric_names, metric_spec
+
+    return tuple(name for name in metric_names() if metric_spec(name).cls.__module__.startswith("metrics."))
+
+
 #: options that make every metric cheap enough to run them all in a test
 CHEAP_OPTIONS: dict[str, dict[str, Any]] = {
     **{f"{s}@pgd": {"steps": 3} for s in ("topk_intersection", "spearman", "kendall", "cosine")},

@@ -233,7 +233,7 @@ def test_pgd_losses_by_name_radii_and_class_counts() -> None:
     assert attack.eps == 0.1  # the template is left as it was
     with pytest.raises(ValueError, match="^eps must be in"):
         attack.at_eps(1.5)
-    assert "loss=dlr" in repr(attack)  # the objectives' shared-step cache is keyed by the repr
+    assert "loss=dlr" in repr(attack)  # the objectives' shared-step cache keys an attack's settings by its repr
 
 
 @pytest.mark.parametrize("loss", ["margin", "dlr"])

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attributions import (
-    ATTRIBUTION_NAMES,
+    AttributionMethod,
     EdgeDetector,
     GradCAM,
     GuidedBackprop,
@@ -17,6 +17,7 @@ from attributions import (
     RandomAttribution,
     Saliency,
     SmoothGrad,
+    attribution_names,
     build_attribution,
     default_gradcam_layer,
     pixel_map,
@@ -318,7 +319,7 @@ def test_edge_detector_and_random_controls_ignore_the_model() -> None:
     torch.testing.assert_close(RandomAttribution(seed=3)(nn.Identity(), x), first)  # ... reproducibly
 
 
-@pytest.mark.parametrize("name", [n for n in ATTRIBUTION_NAMES if n != "random"])
+@pytest.mark.parametrize("name", [n for n in attribution_names() if n != "random"])
 def test_predicted_class_is_the_default_target_and_batches_are_independent(name: str) -> None:
     model = small_cnn(channels=3)
     x = torch.rand(4, 3, 16, 16)
@@ -332,7 +333,7 @@ def test_predicted_class_is_the_default_target_and_batches_are_independent(name:
     torch.testing.assert_close(single, full, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ATTRIBUTION_NAMES)
+@pytest.mark.parametrize("name", attribution_names())
 @pytest.mark.parametrize("input_requires_grad", [False, True])
 def test_methods_leave_model_mode_weight_grads_and_input_as_found(name: str, input_requires_grad: bool) -> None:
     model = small_cnn(batch_norm=True)
@@ -368,6 +369,34 @@ def test_create_graph_keeps_the_result_differentiable(name: str) -> None:
         (grad_w,) = torch.autograd.grad(out.pow(2).sum(), [weight])
         assert grad_w.abs().sum() > 0
     assert not method.with_create_graph(False)(model, x, torch.tensor([0, 1])).requires_grad
+
+
+def test_smoothgrad_takes_its_base_as_an_object_a_name_an_import_path_or_a_class_path_node() -> None:
+    from jsonargparse import ArgumentParser
+
+    model, x, target = small_cnn(), torch.rand(2, 1, 16, 16), torch.tensor([0, 2])
+    noise = {"n_samples": 3, "seed": 0}
+    expected = SmoothGrad(IntegratedGradients(steps=4), **noise)(model, x, target)
+    node = {"class_path": "attributions.IntegratedGradients", "init_args": {"steps": 4}}
+    built = [
+        SmoothGrad("integrated_gradients", base_kwargs={"steps": 4}, **noise),
+        SmoothGrad("attributions.IntegratedGradients", base_kwargs={"steps": 4}, **noise),
+        SmoothGrad(node, **noise),  # as a callback's method_options pass it on from YAML
+        build_attribution("smoothgrad", base=node, **noise),
+    ]
+    parser = ArgumentParser()  # and as jsonargparse builds a SmoothGrad given by class_path
+    parser.add_argument("--method", type=AttributionMethod)
+    config = parser.parse_args(["--method", str({"class_path": "attributions.SmoothGrad", "init_args": {"base": node, **noise}})])
+    built.append(parser.instantiate_classes(config).method)
+    for method in built:
+        assert isinstance(method.base, IntegratedGradients) and method.base.steps == 4
+        torch.testing.assert_close(method(model, x, target), expected)
+    with pytest.raises(ValueError, match="base must be a {class_path, init_args} node"):
+        SmoothGrad({**node, "args": {}})
+    with pytest.raises(ValueError, match="base_kwargs must be empty"):
+        SmoothGrad(node, base_kwargs={"steps": 8})
+    with pytest.raises(ValueError, match="base must be an attribution method or a registered one: method must be one of"):
+        SmoothGrad("integrated_gradient")
 
 
 def test_registry_errors_name_the_allowed_values() -> None:

@@ -25,6 +25,7 @@ from losses import (
     kl_divergence,
     perturbed_parameters,
 )
+from losses.base import attack_key
 from tests.tiny import shapes_batch
 
 GAMMA = 0.05
@@ -126,7 +127,7 @@ def test_perturbation_has_norm_gamma_w_along_the_loss_gradient_for_kernels_only(
     assert set(v) == kernels == set(perturbed_parameters(model))
     assert not any(n.endswith("bias") for n in v) and not any(params[n].dim() == 1 for n in v)  # nor BatchNorm
 
-    x_adv = context.get(("adversarial", repr(awp.objective.attack)), lambda: None)
+    x_adv = context.get(("adversarial", attack_key(awp.objective.attack)), lambda: None)
     # Differentiate a copy in training mode as the ascent does (a copy: its BatchNorm update is discarded).
     twin = copy.deepcopy(model)
     twin_params = dict(twin.named_parameters())

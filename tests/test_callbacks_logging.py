@@ -145,7 +145,7 @@ def _index(class_path: str) -> int:
     [
         ("callbacks.ExplanationMonitor", "every_n_epochs", 0, "init_args.every_n_epochs: every_n_epochs must be"),
         ("callbacks.ExplanationMonitor", "metrics", ["spearman@noise", "nope"], "init_args.metrics: metrics must be among"),
-        ("callbacks.ExplanationMonitor", "methods", ["saliency", "nope"], "trainer.callbacks.methods"),
+        ("callbacks.ExplanationMonitor", "methods", ["saliency", "nope"], "init_args.methods: methods must be among"),
         ("callbacks.RobustnessEvaluator", "eps", [0.1, 2.0], "init_args.eps: eps must hold radii"),
         ("callbacks.SanityCheck", "similarities", ["pearson"], "trainer.callbacks.similarities"),
     ],

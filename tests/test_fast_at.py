@@ -11,6 +11,7 @@ from attacks import PGD, FGSMRandomStart
 from datamodules import SyntheticShapes
 from lightning_modules import RobustClassifier
 from losses import ERM, FastAdversarialTraining, ObjectiveOutput, StepContext
+from losses.base import attack_key
 
 
 def constant_model(favoured: int) -> nn.Module:
@@ -93,8 +94,8 @@ def test_fallback_action_trains_on_pgd_from_then_on() -> None:
             context = StepContext()
             objective(model, x, y, context)
             keys.append([k[1] for k in context.computed if k[0] == "adversarial"])
-    fgsm = repr(objective.attack)
-    assert keys == [[fgsm], [fgsm], [repr(fallback)], [repr(fallback)]]
+    fgsm = attack_key(objective.attack)
+    assert keys == [[fgsm], [fgsm], [attack_key(fallback)], [attack_key(fallback)]]
 
 
 def test_a_resumed_run_keeps_the_decision_and_the_fallback() -> None:

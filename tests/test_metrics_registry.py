@@ -8,7 +8,6 @@ from torch import Tensor, nn
 
 from attributions import AttributionMethod, Saliency, build_attribution
 from metrics import (
-    METRIC_NAMES,
     MeanScore,
     PerLayerScores,
     build_metric,
@@ -17,8 +16,10 @@ from metrics import (
     compute_metrics,
     metric_spec,
 )
-from metrics.functional import parameter_layers
-from tests.metric_cases import CHEAP_OPTIONS, shapes_batch, tiny_model
+from metrics.functional import parameter_layers, pass_budget
+from tests.metric_cases import CHEAP_OPTIONS, package_metric_names, shapes_batch, tiny_model
+
+METRIC_NAMES = package_metric_names()
 
 REQUIRED = [
     *(f"{s}@{p}" for s in ("topk_intersection", "spearman", "kendall", "cosine") for p in ("noise", "pgd", "topk_attack")),
@@ -88,8 +89,12 @@ def test_compute_metrics_shares_the_clean_and_perturbed_attributions() -> None:
     for name in names:
         torch.testing.assert_close(compute_metric(name, model, data.images, data.labels, Saliency()), together[name])
     method.calls = 0
-    compute_metrics(["max_sensitivity", "avg_sensitivity"], model, data.images, data.labels, method)
+    with pass_budget(images=4):  # one sample per call: the batch as given
+        compute_metrics(["max_sensitivity", "avg_sensitivity"], model, data.images, data.labels, method)
     assert method.calls == 1 + 10  # the samples are shared by max and avg
+    method.calls = 0
+    compute_metrics(["max_sensitivity", "avg_sensitivity"], model, data.images, data.labels, method)
+    assert method.calls == 1 + 1  # by default the 10 × 4 perturbed images are explained in one call
 
 
 def test_scores_follow_the_examples_not_the_batch() -> None:

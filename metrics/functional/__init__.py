@@ -26,8 +26,10 @@ from metrics.functional.robustness import (
 )
 from metrics.functional.sensitivity import avg_sensitivity, local_lipschitz, max_sensitivity, sensitivity_samples
 from metrics.functional.similarity import hog_similarity, ssim
+from metrics.functional.stacking import DEFAULT_PASS_ELEMENTS, default_pass_images, pass_budget
 
 __all__ = [
+    "DEFAULT_PASS_ELEMENTS",
     "PERTURBATIONS",
     "RANDOMISATION_SIMILARITIES",
     "REMOVALS",
@@ -38,6 +40,7 @@ __all__ = [
     "cascading_randomisation",
     "cosine",
     "curve_auc",
+    "default_pass_images",
     "deletion_auc",
     "hog_similarity",
     "explanation_robustness",
@@ -48,6 +51,7 @@ __all__ = [
     "map_similarity",
     "max_sensitivity",
     "parameter_layers",
+    "pass_budget",
     "pearson",
     "perturb",
     "perturbation_curve",

@@ -11,13 +11,16 @@ first ⌊tP/T⌋ pixels are
 
 and the target's softmax probability p_t is recorded at t = 0..T. The score is the area under
 that curve over a [0, 1] axis (trapezoid rule). A faithful explanation gives a low deletion AUC
-(the probability falls fast) and a high insertion AUC. One forward pass per step.
+(the probability falls fast) and a high insertion AUC.
 
 Sensitivity-n (Ancona, Ceolini, Öztireli & Gross, "Towards better understanding of
 gradient-based attribution methods for Deep Neural Networks", ICLR 2018): for random subsets
 S_j of n pixels, the Pearson correlation over j between Σ_{i∈S_j} Φ_i and the output drop
 f_t(x) − f_t(x with S_j set to the baseline), f_t the target's logit. 1 means the attribution
-predicts the effect of removing any n pixels. One forward pass per subset.
+predicts the effect of removing any n pixels.
+
+The (T + 1)·B curve images, or the clean batch and its n_subsets·B masked copies, go through the
+model in stacked passes of up to M images (:mod:`metrics.functional.stacking`).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from common.example_noise import example_ids, example_noise
 from common.filters import gaussian_blur
 from common.similarity import pearson
 from metrics.functional.common import check_positive_int, target_scores
+from metrics.functional.stacking import resolve_pass_budget, stacked_map
 
 Removal = Literal["zero", "mean", "blur"]
 REMOVALS: tuple[str, ...] = ("zero", "mean", "blur")
@@ -77,6 +81,7 @@ def perturbation_curve(
     blur_sigma: float = 5.0,
     seed: int = 0,
     ids: Tensor | None = None,
+    pass_budget: int | None = None,
 ) -> Tensor:
     """p_t after removing (deletion) or inserting (insertion) the top ⌊tP/T⌋ pixels: (B, T + 1).
 
@@ -91,21 +96,29 @@ def perturbation_curve(
         blur_sigma: σ in pixels of the "blur" baseline.
         seed: seed of the tie-breaking order.
         ids: (B,) example identities for the tie-breaking order.
+        pass_budget: M, images per forward pass (None: the enclosing
+            :func:`~metrics.functional.stacking.pass_budget`, else its default).
     """
     steps = check_positive_int("steps", steps)
     if mode not in ("deletion", "insertion"):
         raise ValueError(f"mode must be one of ('deletion', 'insertion'), got {mode!r}")
     if baseline is None:
         baseline = "zero" if mode == "deletion" else "blur"
+    images = resolve_pass_budget(pass_budget, x)
     b, c, h, w = x.shape
     filler = removal_baseline(x, baseline, blur_sigma)
     ranks = relevance_order_ranks(pixel_map(attribution, "sum").flatten(1), seed, ids).view(b, 1, h, w)
-    curve = []
-    for t in range(steps + 1):
-        chosen = ranks < (t * h * w) // steps  # (B, 1, H, W) the top pixels at step t
-        image = torch.where(chosen, filler, x) if mode == "deletion" else torch.where(chosen, x, filler)
-        curve.append(target_scores(model, image, target, output="probability"))
-    return torch.stack(curve, dim=1)  # (B, T + 1)
+    deletion = mode == "deletion"
+
+    def build(t: int, examples: slice) -> tuple[Tensor]:
+        chosen = ranks[examples] < (t * h * w) // steps  # (rows, 1, H, W) the top pixels at step t
+        kept, other = (filler[examples], x[examples]) if deletion else (x[examples], filler[examples])
+        return (torch.where(chosen, kept, other),)
+
+    def evaluate(stacked: tuple[Tensor, ...], examples: Tensor) -> Tensor:
+        return target_scores(model, stacked[0], target[examples], output="probability")  # (rows,)
+
+    return stacked_map(steps + 1, b, images, build, evaluate).T  # (B, T + 1)
 
 
 def curve_auc(curve: Tensor) -> Tensor:
@@ -135,6 +148,7 @@ def sensitivity_n(
     subsets: Tensor | None = None,
     seed: int = 0,
     ids: Tensor | None = None,
+    pass_budget: int | None = None,
 ) -> Tensor:
     """Sensitivity-n per example (B,): Pearson correlation of Σ_{S} Φ and the output drop.
 
@@ -149,6 +163,8 @@ def sensitivity_n(
         subsets: fixed boolean subsets (n_subsets, B, H, W) instead of random ones.
         seed: seed of the random subsets.
         ids: (B,) example identities for the subsets.
+        pass_budget: M, images per forward pass (None: the enclosing
+            :func:`~metrics.functional.stacking.pass_budget`, else its default).
     """
     b, _, h, w = x.shape
     n = max(1, round(0.1 * h * w)) if n is None else n
@@ -159,18 +175,29 @@ def sensitivity_n(
         raise ValueError(f"n_subsets must be >= 2 to correlate, got {n_subsets}")
     if subsets is not None and tuple(subsets.shape) != (n_subsets, b, h, w):
         raise ValueError(f"subsets must have shape {(n_subsets, b, h, w)}, got {tuple(subsets.shape)}")
+    images = resolve_pass_budget(pass_budget, x)
     ids = example_ids(b, ids, x.device)
     relevance = pixel_map(attribution, "sum").flatten(1).double()  # (B, P)
     filler = removal_baseline(x, baseline)
-    clean = target_scores(model, x, target).double()
-    sums, drops = [], []
-    for j in range(n_subsets):
+
+    def build(block: int, examples: slice) -> tuple[Tensor, Tensor]:
+        """Block 0: the clean inputs (nothing removed); block j + 1: subset S_j removed."""
+        rows = examples.stop - examples.start
+        if block == 0:
+            return x[examples], torch.zeros((rows, h * w), dtype=torch.bool, device=x.device)
+        j = block - 1
         if subsets is None:
-            keys = example_noise((h * w,), ids, seed, _SUBSET_STREAM, j)  # (B, P)
+            keys = example_noise((h * w,), ids[examples], seed, _SUBSET_STREAM, j)  # (rows, P)
             chosen = torch.zeros_like(keys, dtype=torch.bool).scatter_(1, keys.topk(int(n), dim=1).indices, True)
         else:
-            chosen = subsets[j].flatten(1).bool()
-        sums.append((relevance * chosen).sum(dim=1))
-        removed = torch.where(chosen.view(b, 1, h, w), filler, x)
-        drops.append(clean - target_scores(model, removed, target).double())
-    return pearson(torch.stack(sums, dim=1), torch.stack(drops, dim=1))
+            chosen = subsets[j, examples].flatten(1).bool()
+        return torch.where(chosen.view(rows, 1, h, w), filler[examples], x[examples]), chosen
+
+    def evaluate(stacked: tuple[Tensor, ...], examples: Tensor) -> Tensor:
+        removed, chosen = stacked
+        scores = target_scores(model, removed, target[examples]).double()  # (rows,)
+        return torch.stack([scores, (relevance[examples] * chosen).sum(dim=1)], dim=1)  # (rows, 2)
+
+    rows = stacked_map(n_subsets + 1, b, images, build, evaluate)  # (n_subsets + 1, B, 2)
+    drops = rows[0, :, 0].unsqueeze(1) - rows[1:, :, 0].T  # f_t(x) − f_t(x with S_j removed), (B, n_subsets)
+    return pearson(rows[1:, :, 1].T, drops)

@@ -4,7 +4,8 @@ Each function scores a batch of explanations Φ(x) (B, C, H, W) of the classes `
 returns one score per example (B,). A pixel's relevance is r_i = Σ_c Φ_c,i (channels are removed
 together); every removal, noise draw and tie-break is keyed by the example's id (``ids``) and
 ``seed``, so a score never depends on the batch it sits in. Forward passes run in eval mode, no
-graph, many perturbed copies stacked into one batch (:func:`stacked_scores`).
+graph, perturbed copies stacked into passes of at most ``pass_budget`` images
+(:mod:`metrics.functional.stacking`).
 
 - Faithfulness correlation (Bhatt, Weller & Moura, "Evaluating and Aggregating Feature-based
   Model Explanations", IJCAI 2020): over random subsets S_j of |S| pixels,
@@ -69,6 +70,7 @@ from common.similarity import spearman
 from metrics.functional.common import check_positive_int, predicted, target_scores
 from metrics.functional.faithfulness import REMOVALS, Removal, relevance_order_ranks, removal_baseline, sensitivity_n
 from metrics.functional.imputation import noisy_linear_imputation
+from metrics.functional.stacking import resolve_pass_budget, stacked_map
 
 Output = Literal["logit", "probability"]
 OUTPUTS: tuple[str, ...] = ("logit", "probability")
@@ -89,10 +91,6 @@ _ROAD_NOISE_STREAM = 25
 _IROF_ORDER_STREAM = 26
 _SELECTIVITY_ORDER_STREAM = 27
 
-# Perturbed images per forward pass when many copies of the batch are scored together (larger
-# stacks ran slower per image on one CPU thread: 1.8 ms against 1.3 ms at 2048 and 512).
-STACK_IMAGES = 512
-
 
 def _check_choice(name: str, value: str, allowed: Sequence[str]) -> None:
     if value not in allowed:
@@ -102,24 +100,23 @@ def _check_choice(name: str, value: str, allowed: Sequence[str]) -> None:
 def stacked_scores(
     model: nn.Module,
     n: int,
-    build: Callable[[range], Tensor],
+    build: Callable[[int, slice], Tensor],
+    x: Tensor,
     target: Tensor,
     output: Output,
-    max_images: int = STACK_IMAGES,
+    pass_budget: int | None,
 ) -> Tensor:
-    """f_t of n perturbed copies of the batch, several copies per forward pass: (B, n).
+    """f_t of n perturbed copies of the batch, in passes of at most M images: (B, n).
 
-    ``build(range(a, b))`` returns the copies a..b−1 stacked as (b − a, B, C, H, W).
+    ``build(j, examples)`` returns copy j of those examples (rows, C, H, W); M is ``pass_budget``,
+    else the enclosing :func:`~metrics.functional.stacking.pass_budget`, else its default.
     """
-    batch = target.shape[0]
-    per_pass = max(1, max_images // max(batch, 1))
-    out = []
-    for start in range(0, n, per_pass):
-        images = build(range(start, min(n, start + per_pass)))  # (k, B, C, H, W)
-        k = images.shape[0]
-        scores = target_scores(model, images.flatten(0, 1), target.repeat(k), output=output)
-        out.append(scores.view(k, batch))
-    return torch.cat(out, dim=0).t()  # (B, n)
+    images = resolve_pass_budget(pass_budget, x)
+
+    def evaluate(stacked: tuple[Tensor, ...], examples: Tensor) -> Tensor:
+        return target_scores(model, stacked[0], target[examples], output=output)  # (rows,)
+
+    return stacked_map(n, x.shape[0], images, lambda j, examples: (build(j, examples),), evaluate).T
 
 
 # ---------------------------------------------------------------------------------------------
@@ -138,6 +135,7 @@ def faithfulness_correlation(
     subsets: Tensor | None = None,
     ids: Tensor | None = None,
     seed: int = 0,
+    pass_budget: int | None = None,
 ) -> Tensor:
     """Faithfulness correlation per example (B,) (Bhatt et al. 2020).
 
@@ -154,6 +152,8 @@ def faithfulness_correlation(
         subsets: fixed boolean subsets (n_runs, B, H, W) instead of random ones.
         ids: (B,) example identities for the subsets.
         seed: seed of the subsets.
+        pass_budget: M, images per forward pass (None: the enclosing
+            :func:`~metrics.functional.stacking.pass_budget`, else its default).
     """
     b, _, h, w = x.shape
     size = max(1, round(0.1 * h * w)) if subset_size is None else subset_size
@@ -166,7 +166,9 @@ def faithfulness_correlation(
         )  # (n_runs, B, P)
         chosen = keys.topk(int(size), dim=2).indices
         subsets = torch.zeros_like(keys, dtype=torch.bool).scatter_(2, chosen, True).view(n_runs, b, h, w)
-    return sensitivity_n(model, x, target, attribution, n=int(size), n_subsets=n_runs, baseline=baseline, subsets=subsets)
+    return sensitivity_n(
+        model, x, target, attribution, n=int(size), n_subsets=n_runs, baseline=baseline, subsets=subsets, pass_budget=pass_budget
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -189,6 +191,7 @@ def monotonicity(
     output: Output = "probability",
     ids: Tensor | None = None,
     seed: int = 0,
+    pass_budget: int | None = None,
 ) -> Tensor:
     """Arya et al.'s monotonicity per example (B,): 1.0 when f_t never falls as pixels are restored
     into the baseline in increasing order of relevance, 0.0 otherwise.
@@ -207,20 +210,21 @@ def monotonicity(
         output: f_t, the target's "probability" (AIX360, Quantus) or "logit".
         ids: (B,) example identities for the tie-breaking order.
         seed: seed of the tie-breaking order.
+        pass_budget: M, images per forward pass (None: the enclosing
+            :func:`~metrics.functional.stacking.pass_budget`, else its default).
     """
     step = check_positive_int("pixels_per_step", pixels_per_step)
     _check_choice("output", output, OUTPUTS)
     b, _, h, w = x.shape
     filler = removal_baseline(x, baseline)
     ranks = _ascending_ranks(pixel_map(attribution, "sum").flatten(1), seed, ids, _MONOTONICITY_ORDER_STREAM)
-    ranks = ranks.view(1, b, 1, h, w)
+    ranks = ranks.view(b, 1, h, w)
     n_steps = math.ceil(h * w / step)
 
-    def build(steps: range) -> Tensor:
-        restored = ranks < (torch.tensor(steps, device=x.device).view(-1, 1, 1, 1, 1) + 1) * step
-        return torch.where(restored, x.unsqueeze(0), filler.unsqueeze(0))
+    def build(j: int, examples: slice) -> Tensor:  # x_{j+1}: the (j + 1)·s least relevant pixels restored
+        return torch.where(ranks[examples] < (j + 1) * step, x[examples], filler[examples])
 
-    curve = stacked_scores(model, n_steps, build, target, output)  # (B, T)
+    curve = stacked_scores(model, n_steps, build, x, target, output, pass_budget)  # (B, T)
     return (curve.diff(dim=1) >= 0).all(dim=1).float()
 
 
@@ -237,6 +241,7 @@ def monotonicity_correlation(
     noise: Tensor | None = None,
     ids: Tensor | None = None,
     seed: int = 0,
+    pass_budget: int | None = None,
 ) -> Tensor:
     """Nguyen & Martínez's monotonicity per example (B,): ρ = Spearman_k(a_k, v_k).
 
@@ -257,6 +262,8 @@ def monotonicity_correlation(
         noise: fixed fills (n_samples, B, C, H, W) instead of uniform draws.
         ids: (B,) example identities for the noise and the tie-breaking order.
         seed: seed of the noise and the order.
+        pass_budget: M, images per forward pass (None: the enclosing
+            :func:`~metrics.functional.stacking.pass_budget`, else its default).
     """
     step = check_positive_int("pixels_per_step", pixels_per_step)
     n_samples = check_positive_int("n_samples", n_samples)
@@ -279,15 +286,14 @@ def monotonicity_correlation(
     else:
         fills = removal_baseline(x, fill).unsqueeze(0)  # type: ignore[arg-type]
     clean = target_scores(model, x, target, output=output).double()  # (B,)
-    group_map = group.view(1, b, 1, h, w)
+    group_map = group.view(b, 1, h, w)
     n_fills = fills.shape[0]
 
-    def build(items: range) -> Tensor:  # item = k · n_fills + j
-        index = torch.tensor(items, device=x.device)
-        chosen = group_map == (index // n_fills).view(-1, 1, 1, 1, 1)
-        return torch.where(chosen, fills[index % n_fills], x.unsqueeze(0))
+    def build(item: int, examples: slice) -> Tensor:  # item = k · n_fills + j: group k, fill j
+        k, j = divmod(item, n_fills)
+        return torch.where(group_map[examples] == k, fills[j, examples], x[examples])
 
-    scores = stacked_scores(model, n_steps * n_fills, build, target, output).double()  # (B, T·n)
+    scores = stacked_scores(model, n_steps * n_fills, build, x, target, output, pass_budget).double()  # (B, T·n)
     change = (scores.view(b, n_steps, n_fills) - clean.view(b, 1, 1)).pow(2).mean(dim=2)  # v_k
     return spearman(magnitude, change)
 
@@ -400,6 +406,7 @@ def region_removal_curve(
     seed: int,
     ids: Tensor | None,
     stream: int,
+    pass_budget: int | None = None,
 ) -> tuple[Tensor, Tensor]:
     """f_t after removing the k most relevant regions, k = 0..K_max: ((B, K_max + 1), K (B,)).
 
@@ -414,13 +421,12 @@ def region_removal_curve(
     exists = torch.arange(k_max, device=x.device).view(1, -1) < counts.view(-1, 1)
     keyed = torch.where(exists, region_relevance.double(), torch.full_like(region_relevance.double(), -math.inf))
     region_rank = relevance_order_ranks(keyed, seed, ids, stream)  # (B, K_max), 0 = most relevant
-    pixel_rank = region_rank.gather(1, labels.flatten(1)).view(1, b, 1, h, w)
+    pixel_rank = region_rank.gather(1, labels.flatten(1)).view(b, 1, h, w)
 
-    def build(steps: range) -> Tensor:
-        removed = pixel_rank < torch.tensor(steps, device=x.device).view(-1, 1, 1, 1, 1)
-        return torch.where(removed, filler.unsqueeze(0), x.unsqueeze(0))
+    def build(k: int, examples: slice) -> Tensor:  # the k most relevant regions removed
+        return torch.where(pixel_rank[examples] < k, filler[examples], x[examples])
 
-    return stacked_scores(model, k_max + 1, build, target, output), counts
+    return stacked_scores(model, k_max + 1, build, x, target, output, pass_budget), counts
 
 
 def area_on_unit_axis(curve: Tensor, counts: Tensor) -> Tensor:
@@ -445,6 +451,7 @@ def irof_curve(
     output: Output = "probability",
     ids: Tensor | None = None,
     seed: int = 0,
+    pass_budget: int | None = None,
 ) -> tuple[Tensor, Tensor]:
     """IROF's curve c_k = f_t(x_k) / f_t(x), k = 0..K_max, and the segment counts K_i: ((B, K_max + 1), (B,)).
 
@@ -462,6 +469,8 @@ def irof_curve(
         output: f_t, "probability" (the paper, Quantus) or "logit".
         ids: (B,) example identities for the tie-breaking order.
         seed: seed of the tie-breaking order.
+        pass_budget: M, images per forward pass (None: the enclosing
+            :func:`~metrics.functional.stacking.pass_budget`, else its default).
     """
     _check_choice("segmentation", segmentation, SEGMENTATIONS)
     _check_choice("output", output, OUTPUTS)
@@ -477,7 +486,8 @@ def irof_curve(
     sizes = torch.zeros(b, k_max, dtype=torch.float64, device=x.device).scatter_add_(1, flat, torch.ones_like(relevance))
     means = sums / sizes.clamp_min(1.0)
     curve, counts = region_removal_curve(
-        model, x, target, labels, means, removal_baseline(x, baseline), output, seed, ids, _IROF_ORDER_STREAM
+        model, x, target, labels, means, removal_baseline(x, baseline), output, seed, ids, _IROF_ORDER_STREAM,
+        pass_budget,
     )
     return curve / curve[:, :1], counts
 
@@ -504,6 +514,7 @@ def selectivity_curve(
     output: Output = "probability",
     ids: Tensor | None = None,
     seed: int = 0,
+    pass_budget: int | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Selectivity's curve f_t(x_k) after removing the k most relevant patches, k = 0..K: ((B, K + 1), (B,)).
 
@@ -518,6 +529,8 @@ def selectivity_curve(
         output: f_t, "probability" (Quantus) or "logit".
         ids: (B,) example identities for the tie-breaking order.
         seed: seed of the tie-breaking order.
+        pass_budget: M, images per forward pass (None: the enclosing
+            :func:`~metrics.functional.stacking.pass_budget`, else its default).
     """
     _check_choice("output", output, OUTPUTS)
     b, _, h, w = x.shape
@@ -526,7 +539,8 @@ def selectivity_curve(
     k = int(labels.max()) + 1
     sums = torch.zeros(b, k, dtype=torch.float64, device=x.device).scatter_add_(1, labels.flatten(1), relevance)
     return region_removal_curve(
-        model, x, target, labels, sums, removal_baseline(x, baseline), output, seed, ids, _SELECTIVITY_ORDER_STREAM
+        model, x, target, labels, sums, removal_baseline(x, baseline), output, seed, ids, _SELECTIVITY_ORDER_STREAM,
+        pass_budget,
     )
 
 

@@ -8,7 +8,9 @@ methods explain). An explanation is judged on how well its linear prediction of 
 change matches the true change. With ``normalize`` the attribution is first rescaled by the
 optimal β = E[IᵀΦ · Δf] / E[(IᵀΦ)²] (Yeh et al., and Captum's ``normalize=True``), so that
 explanations that are right up to a scale are not penalised:
-INFD = E[(β IᵀΦ − Δf)²]. Lower is better. Each sample is one forward pass of the whole batch.
+INFD = E[(β IᵀΦ − Δf)²]. Lower is better. The clean batch and the n·B perturbed inputs go
+through the model in stacked passes of up to M images (:mod:`metrics.functional.stacking`):
+⌈(n + 1)·B / M⌉ forward passes.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from torch import Tensor, nn
 from attributions import AttributionMethod
 from common.example_noise import example_ids, example_noise
 from metrics.functional.common import check_perturbations, check_positive_int, target_scores
+from metrics.functional.stacking import explain_stacked, resolve_pass_budget, stacked_map
 
 _INFIDELITY_STREAM = 6
 
@@ -35,6 +38,7 @@ def infidelity(
     perturbations: Tensor | None = None,
     seed: int = 0,
     ids: Tensor | None = None,
+    pass_budget: int | None = None,
 ) -> Tensor:
     """Infidelity per example: (B,).
 
@@ -50,22 +54,36 @@ def infidelity(
         perturbations: fixed I (n_samples, B, C, H, W) instead of random ones.
         seed: seed of the random I.
         ids: (B,) example identities for the noise.
+        pass_budget: M, images per forward pass (None: the enclosing
+            :func:`~metrics.functional.stacking.pass_budget`, else its default).
     """
     n_samples = check_positive_int("n_samples", n_samples)
     check_perturbations(perturbations, n_samples, x)
-    phi = (method(model, x, target) if attribution is None else attribution).flatten(1).double()  # (B, D)
-    clean = target_scores(model, x, target).double()  # (B,)
+    images = resolve_pass_budget(pass_budget, x)
+    phi = (explain_stacked(model, x, target, method, images) if attribution is None else attribution).flatten(1).double()  # (B, D)
     ids = example_ids(x.shape[0], ids, x.device)
-    predicted_change, true_change = [], []
-    for j in range(n_samples):
+
+    def build(block: int, examples: slice) -> tuple[Tensor, Tensor]:
+        """Block 0: the clean inputs (I = 0); block j + 1: x − I_j."""
+        if block == 0:
+            return x[examples], torch.zeros_like(x[examples])
+        j = block - 1
         if perturbations is None:
-            noise = sigma * example_noise(tuple(x.shape[1:]), ids, seed, _INFIDELITY_STREAM, j, "normal", x.dtype)
+            noise = sigma * example_noise(tuple(x.shape[1:]), ids[examples], seed, _INFIDELITY_STREAM, j, "normal", x.dtype)
         else:
-            noise = perturbations[j]
-        predicted_change.append((noise.flatten(1).double() * phi).sum(dim=1))  # Iᵀ Φ(x), (B,)
-        true_change.append(clean - target_scores(model, x - noise, target).double())  # f(x) − f(x − I)
-    a = torch.stack(predicted_change, dim=1)  # (B, n)
-    b = torch.stack(true_change, dim=1)
+            noise = perturbations[j, examples]
+        return x[examples] - noise, noise
+
+    def evaluate(stacked: tuple[Tensor, ...], examples: Tensor) -> Tensor:
+        moved, noise = stacked
+        scores = target_scores(model, moved, target[examples]).double()  # f_t(x − I), (rows,)
+        predicted = (noise.flatten(1).double() * phi[examples]).sum(dim=1)  # Iᵀ Φ(x), (rows,)
+        return torch.stack([scores, predicted], dim=1)  # (rows, 2)
+
+    rows = stacked_map(n_samples + 1, x.shape[0], images, build, evaluate)  # (n + 1, B, 2)
+    clean = rows[0, :, 0]  # f_t(x), (B,)
+    a = rows[1:, :, 1].T  # Iᵀ Φ(x), (B, n)
+    b = clean.unsqueeze(1) - rows[1:, :, 0].T  # f(x) − f(x − I), (B, n)
     if normalize:
         denom = (a * a).mean(dim=1, keepdim=True)
         beta = torch.where(denom > 0, (a * b).mean(dim=1, keepdim=True) / denom.clamp_min(1e-300), torch.zeros_like(denom))

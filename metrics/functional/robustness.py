@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch
 from torch import Tensor, nn
 
 from attacks import PGD, TopKExplanationAttack, default_topk
@@ -28,6 +29,7 @@ from attacks.explanation import ExplanationAttackResult
 from attributions import AttributionMethod, pixel_map
 from common.example_noise import example_ids, example_noise
 from common.similarity import cosine, kendall, spearman, topk_intersection
+from metrics.functional.stacking import explain_stacked, resolve_pass_budget
 
 Perturbation = Literal["noise", "pgd", "topk_attack"]
 PERTURBATIONS: tuple[str, ...] = ("noise", "pgd", "topk_attack")
@@ -152,6 +154,7 @@ def explanation_robustness(
     perturbation: Perturbation = "noise",
     similarities: tuple[str, ...] = SIMILARITIES,
     attribution: Tensor | None = None,
+    pass_budget: int | None = None,
     **perturb_options: object,
 ) -> dict[str, Tensor]:
     """Similarities between the maps of Φ(x) and Φ(x') for one kind of x': {name: (B,)}.
@@ -165,6 +168,9 @@ def explanation_robustness(
         similarities: which of "topk_intersection", "spearman", "kendall", "cosine".
         attribution: Φ(x) when already computed (shared between metrics; not used by the top-k
             attack, which explains x itself).
+        pass_budget: M, images per attribution call: Φ(x) and Φ(x') are explained in one
+            stacked call of 2B images when M >= 2B (None: the enclosing
+            :func:`~metrics.functional.stacking.pass_budget`, else its default).
         **perturb_options: ``eps``, ``steps``, ``step_size``, ``k``, ``softplus_beta``, ``seed``,
             ``ids`` of :func:`perturb` (``k`` is also the k of the top-k intersection), and for
             the top-k attack ``k_attack``, ``k_score``, ``stop_at_label_flip``.
@@ -176,9 +182,13 @@ def explanation_robustness(
         options = {key: value for key, value in perturb_options.items() if key not in ("seed", "ids")}
         result = topk_attack(model, x, target, method, tuple(similarities), **options)  # type: ignore[arg-type]
         return {name: result.selections[name].score for name in similarities}
-    phi = method(model, x, target) if attribution is None else attribution
+    images = resolve_pass_budget(pass_budget, x)
     x_adv = perturb(model, x, target, method, perturbation, **perturb_options)  # type: ignore[arg-type]
-    phi_adv = method(model, x_adv, target)
+    if attribution is None:  # Φ(x) and Φ(x') stacked
+        both_targets = None if target is None else torch.cat([target, target])
+        phi, phi_adv = explain_stacked(model, torch.cat([x, x_adv]), both_targets, method, images).split(x.shape[0])
+    else:
+        phi, phi_adv = attribution, explain_stacked(model, x_adv, target, method, images)
     maps, maps_adv = pixel_map(phi), pixel_map(phi_adv)  # (B, H, W)
     k = perturb_options.get("k")
     return {name: map_similarity(maps, maps_adv, name, k) for name in similarities}  # type: ignore[arg-type]

@@ -17,10 +17,14 @@ of radius ε:
 
     L(x) = max_j ‖Φ(x'_j) − Φ(x)‖₂ / ‖x'_j − x‖₂
 
-Every sample is one attribution call on the whole batch.
+The n·B perturbed inputs are explained in stacked calls of up to M images
+(:mod:`metrics.functional.stacking`): ⌈n·B / M⌉ attribution calls, plus ⌈B / M⌉ for Φ(x) when it
+is not given.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -28,6 +32,7 @@ from torch import Tensor, nn
 from attributions import AttributionMethod
 from common.example_noise import example_ids, example_noise
 from metrics.functional.common import check_perturbations, check_positive_int
+from metrics.functional.stacking import explain_stacked, resolve_pass_budget, stacked_map
 
 _SENSITIVITY_STREAM = 2
 _LIPSCHITZ_STREAM = 3
@@ -38,6 +43,26 @@ def uniform_ball_noise(x: Tensor, radius: float, sample: int, seed: int, stream:
     ids = example_ids(x.shape[0], ids, x.device)
     u = example_noise(tuple(x.shape[1:]), ids, seed, stream, sample, dtype=x.dtype)
     return (2.0 * u - 1.0) * radius
+
+
+def _rows(target: Tensor | None, examples: Tensor) -> Tensor | None:
+    return None if target is None else target[examples]
+
+
+def _perturbed_inputs(
+    x: Tensor, radius: float, seed: int, stream: int, ids: Tensor | None, perturbations: Tensor | None
+) -> Callable[[int, slice], tuple[Tensor, Tensor]]:
+    """build(j, examples) -> (x + δ_j, δ_j) for those examples, δ keyed by (seed, id, j)."""
+    ids = example_ids(x.shape[0], ids, x.device)
+
+    def build(j: int, examples: slice) -> tuple[Tensor, Tensor]:
+        if perturbations is None:
+            delta = uniform_ball_noise(x[examples], radius, j, seed, stream, ids[examples])
+        else:
+            delta = perturbations[j, examples]
+        return x[examples] + delta, delta
+
+    return build
 
 
 def sensitivity_samples(
@@ -52,6 +77,7 @@ def sensitivity_samples(
     perturbations: Tensor | None = None,
     seed: int = 0,
     ids: Tensor | None = None,
+    pass_budget: int | None = None,
 ) -> Tensor:
     """‖Φ(x + δ_j) − Φ(x)‖ / Z for every example and sample: (B, n_samples).
 
@@ -67,22 +93,23 @@ def sensitivity_samples(
         perturbations: fixed δ (n_samples, B, C, H, W) instead of random ones.
         seed: seed of the random δ.
         ids: (B,) example identities for the noise.
+        pass_budget: M, images per attribution call (None: the enclosing
+            :func:`~metrics.functional.stacking.pass_budget`, else its default).
     """
     n_samples = check_positive_int("n_samples", n_samples)
     check_perturbations(perturbations, n_samples, x)
-    phi = method(model, x, target) if attribution is None else attribution
+    images = resolve_pass_budget(pass_budget, x)
+    phi = explain_stacked(model, x, target, method, images) if attribution is None else attribution
     flat = phi.flatten(1)  # (B, D)
     scale = flat.norm(dim=1) if relative else torch.ones(x.shape[0], device=x.device)
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-    out = []
-    for j in range(n_samples):
-        if perturbations is None:
-            delta = uniform_ball_noise(x, radius, j, seed, _SENSITIVITY_STREAM, ids)
-        else:
-            delta = perturbations[j]
-        moved = method(model, x + delta, target).flatten(1)  # (B, D)
-        out.append((moved - flat).norm(dim=1) / scale)
-    return torch.stack(out, dim=1)  # (B, n)
+    build = _perturbed_inputs(x, radius, seed, _SENSITIVITY_STREAM, ids, perturbations)
+
+    def evaluate(stacked: tuple[Tensor, ...], examples: Tensor) -> Tensor:
+        moved = method(model, stacked[0], _rows(target, examples)).flatten(1)  # (rows, D)
+        return (moved - flat[examples]).norm(dim=1) / scale[examples]  # (rows,)
+
+    return stacked_map(n_samples, x.shape[0], images, build, evaluate).T  # (B, n)
 
 
 def max_sensitivity(model: nn.Module, x: Tensor, target: Tensor, method: AttributionMethod, **options: object) -> Tensor:
@@ -106,6 +133,7 @@ def local_lipschitz(
     perturbations: Tensor | None = None,
     seed: int = 0,
     ids: Tensor | None = None,
+    pass_budget: int | None = None,
 ) -> Tensor:
     """Sampled local Lipschitz estimate max_j ‖Φ(x + δ_j) − Φ(x)‖₂ / ‖δ_j‖₂ per example: (B,).
 
@@ -113,14 +141,14 @@ def local_lipschitz(
     """
     n_samples = check_positive_int("n_samples", n_samples)
     check_perturbations(perturbations, n_samples, x)
-    phi = (method(model, x, target) if attribution is None else attribution).flatten(1)  # (B, D)
-    best = torch.zeros(x.shape[0], device=x.device)
-    for j in range(n_samples):
-        if perturbations is None:
-            delta = uniform_ball_noise(x, radius, j, seed, _LIPSCHITZ_STREAM, ids)
-        else:
-            delta = perturbations[j]
-        moved = method(model, x + delta, target).flatten(1)
-        ratio = (moved - phi).norm(dim=1) / delta.flatten(1).norm(dim=1).clamp_min(1e-12)  # (B,)
-        best = torch.maximum(best, ratio)
-    return best
+    images = resolve_pass_budget(pass_budget, x)
+    phi = (explain_stacked(model, x, target, method, images) if attribution is None else attribution).flatten(1)  # (B, D)
+    build = _perturbed_inputs(x, radius, seed, _LIPSCHITZ_STREAM, ids, perturbations)
+
+    def evaluate(stacked: tuple[Tensor, ...], examples: Tensor) -> Tensor:
+        moved_inputs, delta = stacked
+        moved = method(model, moved_inputs, _rows(target, examples)).flatten(1)  # (rows, D)
+        return (moved - phi[examples]).norm(dim=1) / delta.flatten(1).norm(dim=1).clamp_min(1e-12)  # (rows,)
+
+    ratios = stacked_map(n_samples, x.shape[0], images, build, evaluate)  # (n, B)
+    return ratios.amax(dim=0)  # (B,)
