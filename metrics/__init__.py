@@ -31,6 +31,7 @@ from metrics.robustness import (
 from metrics.sensitivity import AvgSensitivity, AvgSensitivityAbs, LocalLipschitz, MaxSensitivity, MaxSensitivityAbs
 from metrics.infidelity import Infidelity
 from metrics.faithfulness import DeletionAUC, InsertionAUC, SensitivityN
+from metrics.faithfulness_profile import IROF, FaithfulnessCorrelation, Monotonicity, MonotonicityCorrelation, RoadLeRF, RoadMoRF, Selectivity
 from metrics.randomisation import ModelRandomisation
 from metrics.localisation import PointingGame, RelevanceMass, RelevanceRank, SpuriousShare
 from metrics.registry import MetricLike, MetricSpec, build_metric, check_metric, compute_metric, compute_metrics, metric_key, metric_spec
@@ -45,6 +46,8 @@ __all__ = [
     "DeletionAUC",
     "ExplanationMetric",
     "ExplanationRobustness",
+    "FaithfulnessCorrelation",
+    "IROF",
     "Infidelity",
     "InsertionAUC",
     "KendallTau",
@@ -56,11 +59,16 @@ __all__ = [
     "MetricLike",
     "MetricSpec",
     "ModelRandomisation",
+    "Monotonicity",
+    "MonotonicityCorrelation",
     "Perturbation",
     "PerLayerScores",
     "PointingGame",
     "RelevanceMass",
     "RelevanceRank",
+    "RoadLeRF",
+    "RoadMoRF",
+    "Selectivity",
     "SensitivityN",
     "Similarity",
     "SpearmanCorrelation",

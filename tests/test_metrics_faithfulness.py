@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from attributions import InputXGradient
+from attributions import InputXGradient, Saliency
 from metrics.functional.faithfulness_profile import (
     explanation_distances,
     faithfulness_correlation,
@@ -385,3 +385,120 @@ def test_slic_without_scikit_image_says_how_to_install_it(monkeypatch: pytest.Mo
     x, t, a = batch(n=2)
     with pytest.raises(ValueError, match="scikit-image.*segmentation='grid'"):
         irof(tiny_net(), x, t, a)
+
+
+# ---------------------------------------------------------------------------------------------
+# As registered metrics: by name, from the report's list, options checked, two processes
+
+PROFILE_NAMES = ("faithfulness_correlation", "monotonicity", "monotonicity_correlation", "road_morf", "road_lerf", "irof", "selectivity")
+
+
+def test_each_metric_by_name_equals_its_function_and_states_its_direction() -> None:
+    from metrics import compute_metrics, metric_spec
+    from tests.metric_cases import CHEAP_OPTIONS, shapes_batch, tiny_model
+
+    model, data, method = tiny_model(), shapes_batch(6), Saliency()
+    x, y, ids = data.images, data.labels, torch.arange(100, 106)
+    options = {name: CHEAP_OPTIONS[name] for name in PROFILE_NAMES}
+    scores = compute_metrics(PROFILE_NAMES, model, x, y, method, options=options, example_ids=ids)
+    phi = method(model, x, y)
+    functions = {
+        "faithfulness_correlation": faithfulness_correlation,
+        "monotonicity": monotonicity,
+        "monotonicity_correlation": monotonicity_correlation,
+        "road_morf": lambda *a, **o: road(*a, order="morf", **o),
+        "road_lerf": lambda *a, **o: road(*a, order="lerf", **o),
+        "irof": irof,
+        "selectivity": selectivity,
+    }
+    for name in PROFILE_NAMES:
+        expected = functions[name](model, x, y, phi, ids=ids, **CHEAP_OPTIONS[name])
+        torch.testing.assert_close(scores[name], expected, equal_nan=True, msg=name)
+    directions = {name: metric_spec(name).cls.higher_is_better for name in PROFILE_NAMES}
+    assert directions == {
+        "faithfulness_correlation": True, "monotonicity": True, "monotonicity_correlation": True,
+        "road_morf": False, "road_lerf": True, "irof": True, "selectivity": False,
+    }  # fmt: skip
+
+
+def test_the_report_accepts_the_names_and_its_evaluation_core_scores_them_batch_by_batch() -> None:
+    # The report checks its metric list against the registry, then scores through the evaluation
+    # core; per-example draws make two batches of 3 equal one batch of 6.
+    from evaluation.explanation_scores import explanation_scores
+    from metrics import compute_metrics
+    from report.plan import _check_metric_names
+    from tests.metric_cases import CHEAP_OPTIONS, shapes_batch, tiny_model
+
+    assert _check_metric_names(list(PROFILE_NAMES)) == list(PROFILE_NAMES)
+    model, data = tiny_model(), shapes_batch(6)
+    ids = torch.arange(6)
+    options = {name: CHEAP_OPTIONS[name] for name in PROFILE_NAMES}
+    _, columns = explanation_scores(model, {"saliency": Saliency()}, PROFILE_NAMES, data.images, data.labels, ids, options=options, batch_size=3)
+    whole = compute_metrics(PROFILE_NAMES, model, data.images, data.labels, Saliency(), options=options, example_ids=ids)
+    for name in PROFILE_NAMES:
+        torch.testing.assert_close(columns["saliency"][name], whole[name], equal_nan=True, msg=name)
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "field"),
+    [
+        ("faithfulness_correlation", {"n_runs": 1}, "n_runs"),
+        ("monotonicity", {"output": "margin"}, "output"),
+        ("monotonicity_correlation", {"fill": "gaussian"}, "fill"),
+        ("road_morf", {"percentages": [50, 100]}, "percentages"),
+        ("road_lerf", {"noise_std": -0.1}, "noise_std"),
+        ("irof", {"segmentation": "quickshift"}, "segmentation"),
+        ("selectivity", {"patch_size": 0}, "patch_size"),
+    ],
+)
+def test_bad_metric_options_fail_at_construction_naming_the_field(name: str, options: dict, field: str) -> None:
+    from metrics import build_metric
+
+    with pytest.raises(ValueError, match=field):
+        build_metric(name, **options)
+
+
+def test_irof_with_slic_but_no_scikit_image_fails_at_construction(monkeypatch: pytest.MonkeyPatch) -> None:
+    from metrics import build_metric
+
+    monkeypatch.setitem(sys.modules, "skimage.segmentation", None)
+    with pytest.raises(ValueError, match="scikit-image"):
+        build_metric("irof")
+    build_metric("irof", segmentation="grid")  # no dependency
+
+
+N_DDP = 10
+
+
+def _road_share(model: nn.Module, data: dict[str, Tensor], share: slice) -> dict[str, Tensor]:
+    from metrics import build_metric, compute_metrics
+
+    scores = compute_metrics(
+        ["road_morf"], model, data["images"][share], data["labels"][share], Saliency(),
+        options={"road_morf": {"percentages": (20, 60), "output": "probability"}}, example_ids=torch.arange(N_DDP)[share],
+    )  # fmt: skip
+    metric = build_metric("road_morf", percentages=(20, 60), output="probability")
+    metric.update(scores["road_morf"])
+    return {"value": metric.compute(), "scores": scores["road_morf"]}
+
+
+def _road_rank_main(rank: int, world_size: int, model: nn.Module, data: dict[str, Tensor]) -> dict[str, Tensor]:
+    from tests.ddp import split_sizes
+
+    sizes = split_sizes(N_DDP, world_size)
+    start = sum(sizes[:rank])
+    return _road_share(model, data, slice(start, start + sizes[rank]))
+
+
+@pytest.mark.slow  # two spawned processes; the default suite's test_metrics_ddp covers every metric of the package
+def test_road_reduces_across_two_processes_as_in_one(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.ddp import run_distributed
+    from tests.metric_cases import shapes_batch, tiny_model
+
+    shapes = shapes_batch(N_DDP)
+    model, data = tiny_model(), {k: getattr(shapes, k) for k in ("images", "labels")}
+    single = _road_share(model, data, slice(0, N_DDP))
+    ranks = run_distributed(_road_rank_main, tmp_path, world_size=2, args=(model, data))
+    torch.testing.assert_close(torch.cat([r["scores"] for r in ranks]), single["scores"])  # noise follows the example
+    for result in ranks:
+        torch.testing.assert_close(result["value"], single["value"], rtol=1e-6, atol=1e-7)
