@@ -41,6 +41,7 @@ from metrics.stability import (
 )
 from metrics.complexity import Complexity, EffectiveComplexity, Sparseness
 from metrics.axiomatic import Completeness, InputInvariance, NonSensitivity
+from metrics.faithfulness_profile import IROF, FaithfulnessCorrelation, Monotonicity, MonotonicityCorrelation, RoadLeRF, RoadMoRF, Selectivity
 from metrics.registry import MetricLike, MetricSpec, build_metric, check_metric, compute_metric, compute_metrics, metric_key, metric_spec
 from metrics import defaults
 
@@ -64,6 +65,8 @@ __all__ = [
     "EffectiveComplexity",
     "ExplanationMetric",
     "ExplanationRobustness",
+    "FaithfulnessCorrelation",
+    "IROF",
     "Infidelity",
     "InputInvariance",
     "InsertionAUC",
@@ -77,14 +80,19 @@ __all__ = [
     "MetricSpec",
     "ModelRandomisation",
     "NonSensitivity",
-    "PerLayerScores",
+    "Monotonicity",
+    "MonotonicityCorrelation",
     "Perturbation",
+    "PerLayerScores",
     "PointingGame",
     "RelativeInputStability",
     "RelativeOutputStability",
     "RelativeRepresentationStability",
     "RelevanceMass",
     "RelevanceRank",
+    "RoadLeRF",
+    "RoadMoRF",
+    "Selectivity",
     "SensitivityN",
     "Similarity",
     "Sparseness",

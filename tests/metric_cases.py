@@ -40,6 +40,13 @@ CHEAP_OPTIONS: dict[str, dict[str, Any]] = {
     "relative_output_stability": {"n_samples": 3},
     "relative_representation_stability": {"n_samples": 3},
     "continuity": {"n_steps": 4},
+    "faithfulness_correlation": {"n_runs": 4},
+    "monotonicity": {"pixels_per_step": 64},
+    "monotonicity_correlation": {"pixels_per_step": 32, "n_samples": 2},
+    "road_morf": {"percentages": (20, 60)},
+    "road_lerf": {"percentages": (20, 60)},
+    "irof": {"segmentation": "grid", "patch_size": 8},
+    "selectivity": {"patch_size": 8},
 }
 
 

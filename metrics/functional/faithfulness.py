@@ -54,11 +54,14 @@ def removal_baseline(x: Tensor, baseline: Removal, blur_sigma: float = 5.0) -> T
     raise ValueError(f"baseline must be one of {REMOVALS}, got {baseline!r}")
 
 
-def relevance_order_ranks(relevance: Tensor, seed: int, ids: Tensor | None) -> Tensor:
-    """Rank of every pixel by decreasing relevance (B, P) → (B, P) in 0..P−1, random tie-breaks."""
+def relevance_order_ranks(relevance: Tensor, seed: int, ids: Tensor | None, stream: int = _ORDER_STREAM) -> Tensor:
+    """Rank of every pixel by decreasing relevance (B, P) → (B, P) in 0..P−1, random tie-breaks.
+
+    ``stream`` separates the tie-breaking draws of the metrics that rank pixels or regions.
+    """
     b, p = relevance.shape
     ids = example_ids(b, ids, relevance.device)
-    shuffle = example_noise((p,), ids, seed, _ORDER_STREAM).argsort(dim=1)  # (B, P) random order
+    shuffle = example_noise((p,), ids, seed, stream).argsort(dim=1)  # (B, P) random order
     # A stable sort of the shuffled rows keeps tied pixels in random order.
     order_in_shuffle = relevance.gather(1, shuffle).argsort(dim=1, descending=True, stable=True)
     order = shuffle.gather(1, order_in_shuffle)  # pixel indices, most relevant first
