@@ -91,7 +91,7 @@ class PreviousAttributionStability(AttributionStability):
         x_leaf, logits = clean_forward(model, x, context, needs_input_grad=True)
         g_clean = torch.autograd.grad(logits.gather(1, y[:, None]).sum(), [x_leaf], create_graph=True)[0]
         g_perturbed = saliency_with_graph(model, x_perturbed, y)
-        penalty = self.penalty_weight * (1.0 - flat_cosine(g_clean, g_perturbed).mean())
+        penalty = 1.0 - flat_cosine(g_clean, g_perturbed).mean()
         return ObjectiveOutput(penalty, {"penalty": penalty.detach()}, None)
 
 
@@ -106,7 +106,7 @@ class PreviousCurvaturePenalty(CurvaturePenalty):
         z = z / z.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (x.dim() - 1)))
         x_shifted = input_leaf(x.detach() + h * z)
         grad_shifted = per_example_loss_gradient(x_shifted, model(x_shifted), y, create_graph=True)
-        penalty = self.penalty_weight * (grad_shifted - grad).flatten(1).pow(2).sum(1).mean() / h**2
+        penalty = (grad_shifted - grad).flatten(1).pow(2).sum(1).mean() / h**2
         return ObjectiveOutput(penalty, {"penalty": penalty.detach()}, None)
 
 
@@ -144,7 +144,7 @@ OBJECTIVES: dict[str, Callable[[], Objective]] = {
     "trades K=7 + awp": lambda: AWP(TRADES(beta=6.0, attack=pgd(7)), gamma=0.005),
     "pgd_at K=7 + ema": lambda: PGDAdversarialTraining(pgd(7)),  # + the averaging step, below
     "saliency_guided": lambda: SaliencyGuidedTraining(),
-    "erm + input_gradient": lambda: WeightedSum([Part(ERM()), Part(InputGradientPenalty(0.1))]),
+    "erm + input_gradient": lambda: WeightedSum([Part(ERM()), Part(InputGradientPenalty(), 0.1)]),
     "erm + attribution_stability": lambda: WeightedSum([Part(ERM()), Part(AttributionStability(attack=PGD(eps=EPS)))]),
     "erm + attribution_stability (previous)": lambda: WeightedSum(
         [Part(ERM()), Part(PreviousAttributionStability(attack=PGD(eps=EPS)))]
@@ -154,13 +154,15 @@ OBJECTIVES: dict[str, Callable[[], Objective]] = {
     ),
     "attribution_stability alone": lambda: AttributionStability(attack=PGD(eps=EPS)),
     "attribution_stability alone (previous)": lambda: PreviousAttributionStability(attack=PGD(eps=EPS)),
-    "erm + curvature": lambda: WeightedSum([Part(ERM()), Part(CurvaturePenalty(1.0, 1.5))]),
-    "erm + curvature (previous)": lambda: WeightedSum([Part(ERM()), Part(PreviousCurvaturePenalty(1.0, 1.5))]),
+    "erm + curvature": lambda: WeightedSum([Part(ERM()), Part(CurvaturePenalty(finite_difference_step=1.5))]),
+    "erm + curvature (previous)": lambda: WeightedSum(
+        [Part(ERM()), Part(PreviousCurvaturePenalty(finite_difference_step=1.5))]
+    ),
     "erm + input_gradient + curvature": lambda: WeightedSum(
-        [Part(ERM()), Part(InputGradientPenalty(0.1)), Part(CurvaturePenalty(1.0, 1.5))]
+        [Part(ERM()), Part(InputGradientPenalty(), 0.1), Part(CurvaturePenalty(finite_difference_step=1.5))]
     ),
     "erm + input_gradient + curvature (previous)": lambda: WeightedSum(
-        [Part(ERM()), Part(InputGradientPenalty(0.1)), Part(PreviousCurvaturePenalty(1.0, 1.5))]
+        [Part(ERM()), Part(InputGradientPenalty(), 0.1), Part(PreviousCurvaturePenalty(finite_difference_step=1.5))]
     ),
     "erm + ig_norm m=10 K=3": lambda: WeightedSum(
         [Part(ERM()), Part(IGNorm(riemann_steps=10, attack=PGD(eps=EPS, step_size=0.04, steps=3)))]

@@ -103,8 +103,10 @@ def _node(class_path: str, **init_args: Any) -> dict[str, Any]:
     return {"class_path": class_path, "init_args": init_args} if init_args else {"class_path": class_path}
 
 
-def _sum(*parts: dict[str, Any]) -> dict[str, Any]:
-    return _node("losses.WeightedSum", parts=[{"objective": part, "weight": 1.0} for part in parts])
+def _sum(*parts: dict[str, Any], weights: tuple[float, ...] | None = None) -> dict[str, Any]:
+    """A ``losses.WeightedSum`` of ``parts``; ``weights`` (default: all 1) holds each part's λ."""
+    weights = weights if weights is not None else (1.0,) * len(parts)
+    return _node("losses.WeightedSum", parts=[{"objective": p, "weight": w} for p, w in zip(parts, weights, strict=True)])
 
 
 def objective(recipe: str, eps: float, settings: argparse.Namespace) -> dict[str, Any]:
@@ -138,16 +140,18 @@ def objective(recipe: str, eps: float, settings: argparse.Namespace) -> dict[str
             kl_weight=1.0, mask_fraction=0.5, replacement="uniform", saliency="abs", mask_unit="pixel",
         )
     if recipe == "input_gradient":
-        return _sum(_node("losses.ERM"), _node("losses.InputGradientPenalty", penalty_weight=settings.input_gradient_weight))
+        return _sum(
+            _node("losses.ERM"), _node("losses.InputGradientPenalty"), weights=(1.0, settings.input_gradient_weight)
+        )
     if recipe == "attribution_stability":
         return _sum(
             _node("losses.ERM"),
-            _node("losses.AttributionStability", penalty_weight=1.0, perturbation="random", attack=_node("attacks.PGD", eps=eps)),
+            _node("losses.AttributionStability", perturbation="random", attack=_node("attacks.PGD", eps=eps)),
         )
     if recipe == "pgd_at_stability":
         shared = _sum(
             _node("losses.PGDAdversarialTraining", eps_warmup_steps=warmup),
-            _node("losses.AttributionStability", penalty_weight=1.0, perturbation="ce_adversarial", eps_warmup_steps=warmup),
+            _node("losses.AttributionStability", perturbation="ce_adversarial", eps_warmup_steps=warmup),
         )
         for part in shared["init_args"]["parts"]:  # one PGD example per step for both parts
             part["share_attack"] = True
@@ -158,7 +162,7 @@ def objective(recipe: str, eps: float, settings: argparse.Namespace) -> dict[str
         inner = _node("attacks.PGD", eps=eps, step_size=round(2.0 * eps / steps, 6), steps=steps)
         return _sum(
             _node("losses.ERM"),
-            _node("losses.IGNorm", penalty_weight=1.0, riemann_steps=m, attack=inner, eps_warmup_steps=warmup),
+            _node("losses.IGNorm", riemann_steps=m, attack=inner, eps_warmup_steps=warmup),
         )
     raise ValueError(f"recipe must be one of {RECIPES}, got {recipe!r}")
 
@@ -548,7 +552,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     budget.add_argument("--hidden", type=int, default=128)
     budget.add_argument("--train-attack-steps", type=int, default=10, help="K of the PGD training attacks")
     budget.add_argument("--eps-warmup", type=int, default=200, help="steps of the linear ε ramp")
-    budget.add_argument("--input-gradient-weight", type=float, default=1.0)
+    budget.add_argument(
+        "--input-gradient-weight", type=float, default=1.0, help="λ: the weight of the input-gradient part"
+    )
     budget.add_argument("--ig-norm-riemann-steps", type=int, default=4)
     budget.add_argument("--ig-norm-attack-steps", type=int, default=2)
     evaluation = parser.add_argument_group("evaluation")

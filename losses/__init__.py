@@ -5,9 +5,9 @@ Plain PyTorch; nothing here imports Lightning, so a notebook can train or evalua
 Training losses: :class:`ERM`, :class:`PGDAdversarialTraining`, :class:`TRADES`, :class:`MART`,
 :class:`FastAdversarialTraining` (FGSM-RS), :class:`SaliencyGuidedTraining`, :class:`IGSumNorm`; :class:`AWP` wraps
 an adversarial-training objective with adversarial weight perturbation. Regularisers, which
-return a penalty alone and are meant to be added to a training loss with :class:`WeightedSum`:
-:class:`InputGradientPenalty`, :class:`AttributionStability`, :class:`CurvaturePenalty`,
-:class:`IGNorm`.
+return their unweighted penalty alone and are meant to be added to a training loss with
+:class:`WeightedSum` (their λ is their part's weight): :class:`InputGradientPenalty`,
+:class:`AttributionStability`, :class:`CurvaturePenalty`, :class:`IGNorm`.
 """
 
 from losses.attribution_stability import AttributionStability

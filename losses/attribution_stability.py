@@ -4,9 +4,11 @@ In the spirit of Singh et al., "Attributional Robustness Training using Input-Gr
 Alignment" (ECCV 2020) and Wang & Kong, "Exploiting the Relationship Between Kendall's Rank
 Correlation and Cosine Similarity for Attribution Protection" (NeurIPS 2022):
 
-    R = λ · meanᵢ [ 1 − cos( g(xᵢ), g(x'ᵢ) ) ],   g(x) = ∇ₓ f_y(x),
+    λ · R,   R = meanᵢ [ 1 − cos( g(xᵢ), g(x'ᵢ) ) ],   g(x) = ∇ₓ f_y(x),
 
-the saliency map of the label logit, with x' in the ε-ball around x chosen by ``perturbation``:
+the saliency map of the label logit, with λ the ``weight`` of this part in a
+:class:`losses.WeightedSum` (this objective returns R) and x' in the ε-ball around x chosen by
+``perturbation``:
 
 - "random": a uniform point of the ball (cheap; the default);
 - "adversarial": PGD on the cosine distance 1 − cos(g(x), g(x')) itself (the attack on the
@@ -22,7 +24,8 @@ The clean one is shared with any other part of the step that needs it; on CUDA t
 perturbed batches go through one forward where that cannot change a number
 (:mod:`losses.gradient_pairs` states the rule: not with BatchNorm in train mode, nor when a part
 before it has run the clean forward already).
-A regulariser: it returns the penalty and no logits; compose it with :class:`losses.WeightedSum`.
+A regulariser: it returns the unweighted penalty R and no logits; compose it with
+:class:`losses.WeightedSum`.
 The label logit's input gradient does not depend on the last layer's bias, so alone this
 penalty leaves that bias without a gradient (DDP's unused-parameter check would object);
 composed with a training loss every parameter is used. Eager mode only; refuses float16
@@ -38,7 +41,7 @@ from torch import Tensor, nn
 
 from attacks import PGD
 from common.modes import module_mode
-from losses.base import Objective, ObjectiveOutput, StepContext, attack_key
+from losses.base import Objective, ObjectiveOutput, StepContext, attack_key, refuse_penalty_weight
 from losses.gradient_pairs import gradient_pair
 from losses.input_gradients import (
     adversarial_forward,
@@ -61,10 +64,12 @@ def saliency_with_graph(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
 
 
 class AttributionStability(Objective):
-    """λ · meanᵢ (1 − cos(g(xᵢ), g(x'ᵢ))) with g the label-logit input gradient.
+    """R = meanᵢ (1 − cos(g(xᵢ), g(x'ᵢ))) with g the label-logit input gradient; λ is the part's
+    weight.
 
     Args:
-        penalty_weight: λ ≥ 0.
+        penalty_weight: retired; giving it raises ``ValueError`` naming the part's ``weight``,
+            which now holds λ.
         perturbation: "random", "adversarial" or "ce_adversarial" (see the module docstring).
         attack: the ball (ε, norm) and, for the adversarial modes, the search (step size,
             steps, model mode). Default: L∞, ε = 8/255, step 2/255, 10 steps.
@@ -76,17 +81,15 @@ class AttributionStability(Objective):
 
     def __init__(
         self,
-        penalty_weight: float = 1.0,
+        penalty_weight: float | None = None,
         perturbation: Perturbation = "random",
         attack: PGD | None = None,
         eps_warmup_steps: int = 0,
     ) -> None:
+        refuse_penalty_weight(penalty_weight, type(self).__name__)
         super().__init__()
-        if not penalty_weight >= 0:
-            raise ValueError(f"penalty_weight must be >= 0, got {penalty_weight}")
         if perturbation not in PERTURBATIONS:
             raise ValueError(f"perturbation must be one of {PERTURBATIONS}, got {perturbation!r}")
-        self.penalty_weight = float(penalty_weight)
         self.perturbation = perturbation
         self.attack = attack if attack is not None else PGD(eps=8 / 255, step_size=2 / 255, steps=10)
         self.warmup = EpsilonWarmup(eps_warmup_steps)
@@ -131,7 +134,7 @@ class AttributionStability(Objective):
             perturbed_forward = adversarial_forward(model, x_perturbed, attack, context, needs_input_grad=True)
         g_clean, g_perturbed = gradient_pair(model, x, x_perturbed, y, "logit", context, perturbed_forward)
         cosine = flat_cosine(g_clean, g_perturbed).mean()
-        penalty = self.penalty_weight * (1.0 - cosine)
+        penalty = 1.0 - cosine
         logs = {"penalty": penalty.detach(), "cosine": cosine.detach()}
         if self.warmup.warmup_steps:
             logs["eps"] = torch.tensor(attack.eps, device=x.device)

@@ -103,6 +103,22 @@ def attack_key(attack: object) -> tuple[int, str]:
     return (id(getattr(attack, "declared_as", attack)), repr(attack))
 
 
+def refuse_penalty_weight(penalty_weight: float | None, objective: str) -> None:
+    """Stop with a message naming the new key when a retired ``penalty_weight`` is given.
+
+    A regulariser returns its unweighted penalty R; its λ is the ``weight`` of its part in a
+    :class:`losses.WeightedSum` (one weight per part). The old constructor argument is kept only
+    so that old YAML and code stop here, before any work, saying what to write instead.
+    """
+    if penalty_weight is None:
+        return
+    raise ValueError(
+        f"penalty_weight is retired: {objective} returns its unweighted penalty and its λ is the weight "
+        f"of its part in losses.WeightedSum; remove penalty_weight and multiply that part's `weight` by "
+        f"{penalty_weight} (for a part of weight 1: `weight: {penalty_weight}` beside `objective:`)"
+    )
+
+
 def is_forward_key(key: Hashable) -> bool:
     """Whether ``key`` names a model output (``(FORWARD_KEY, ...)``), which a branch keeps private."""
     return isinstance(key, tuple) and len(key) > 0 and key[0] == FORWARD_KEY

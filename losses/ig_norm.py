@@ -2,18 +2,20 @@
 
 Chen, Wu, Rastogi, Liang & Jha, "Robust Attribution Regularization", NeurIPS 2019:
 
-    R = λ · meanᵢ ‖IG^ℓ(xᵢ, x'ᵢ)‖₁,   x'ᵢ = argmax_{x' ∈ B_ε(xᵢ) ∩ [0,1]^d} ‖IG^ℓ(xᵢ, x')‖₁,
+    λ · R,   R = meanᵢ ‖IG^ℓ(xᵢ, x'ᵢ)‖₁,   x'ᵢ = argmax_{x' ∈ B_ε(xᵢ) ∩ [0,1]^d} ‖IG^ℓ(xᵢ, x')‖₁,
 
     IG^ℓ(x, x') = (x' − x) ⊙ ∫₀¹ ∇ℓ(x + α(x' − x)) dα
                ≈ (x' − x) ⊙ (1/m) Σ_{k=1}^{m} ∇ℓ(x + (k/m)(x' − x))   (right Riemann sum),
 
-with ℓ the cross-entropy of the example. By completeness Σⱼ IGⱼ ≈ ℓ(x') − ℓ(x). The paper's
-objective is CE + R: compose with ERM in a :class:`losses.WeightedSum`. The maximisation is
-projected sign-gradient ascent on ‖IG‖₁ itself (differentiating through the m path gradients),
-from a uniform random start, with the m points of the penalty.
+with ℓ the cross-entropy of the example and λ the ``weight`` of this part in a
+:class:`losses.WeightedSum` (this objective returns R). By completeness Σⱼ IGⱼ ≈ ℓ(x') − ℓ(x).
+The paper's objective is CE + λ·R with λ = 1: compose with ERM in a :class:`losses.WeightedSum`
+(``weight: 1.0`` on this part, written out in the recipes). The maximisation is projected
+sign-gradient ascent on ‖IG‖₁ itself (differentiating through the m path gradients), from a
+uniform random start, with the m points of the penalty.
 
 Authors' settings (github.com/jfc43/robust-attribution-regularization, ``MNIST/IG-NORM-config.json``):
-λ = 1; the penalty with m = 50 Riemann steps; the inner search 40 sign steps of 0.01 from a
+λ = 1 (the part's weight); the penalty with m = 50 Riemann steps; the inner search 40 sign steps of 0.01 from a
 uniform random start at ε = 0.3 (Fashion-MNIST: 20 steps at ε = 0.1) on a coarser sum of
 m / 5 = 10 steps (``attack_riemann_steps``: the points α = 5/50, 10/50, ..., 1 of the fine
 sum). **Expensive**: each attack step evaluates m' gradients with their graph over a batch m'
@@ -31,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from attacks import PGD
-from losses.base import Objective, ObjectiveOutput, StepContext, upcast
+from losses.base import Objective, ObjectiveOutput, StepContext, refuse_penalty_weight, upcast
 from losses.input_gradients import maximise_in_ball, per_example_loss_gradient, refuse_float16_autocast
 from losses.pgd_at import EpsilonWarmup, scaled_attack
 
@@ -76,10 +78,12 @@ class IntegratedGradientsPathObjective(Objective):
 
 
 class IGNorm(IntegratedGradientsPathObjective):
-    """λ · meanᵢ ‖IG^ℓ(xᵢ, x'ᵢ)‖₁ with x' maximising that norm in the ε-ball.
+    """R = meanᵢ ‖IG^ℓ(xᵢ, x'ᵢ)‖₁ with x' maximising that norm in the ε-ball; λ is the part's
+    weight (1 in the paper).
 
     Args:
-        penalty_weight: λ ≥ 0 (1 in the paper).
+        penalty_weight: retired; giving it raises ``ValueError`` naming the part's ``weight``,
+            which now holds λ.
         riemann_steps: m ≥ 1, points of the Riemann sum of the penalty (50 in the paper).
         attack: the inner search: ε, norm, step size, steps, random start, model mode (default:
             L∞, ε = 8/255, step 2/255, 10 steps; the authors' settings are in the module
@@ -93,16 +97,14 @@ class IGNorm(IntegratedGradientsPathObjective):
 
     def __init__(
         self,
-        penalty_weight: float = 1.0,
+        penalty_weight: float | None = None,
         riemann_steps: int = 50,
         attack: PGD | None = None,
         eps_warmup_steps: int = 0,
         attack_riemann_steps: int | None = None,
     ) -> None:
+        refuse_penalty_weight(penalty_weight, type(self).__name__)
         super().__init__(riemann_steps, attack, eps_warmup_steps, attack_riemann_steps)
-        if not penalty_weight >= 0:
-            raise ValueError(f"penalty_weight must be >= 0, got {penalty_weight}")
-        self.penalty_weight = float(penalty_weight)
 
     def worst_endpoint(self, model: nn.Module, x: Tensor, y: Tensor, attack: PGD) -> Tensor:
         """x' (B, C, H, W) maximising ‖IG^ℓ(x, x')‖₁ by projected sign ascent; detached."""
@@ -120,8 +122,7 @@ class IGNorm(IntegratedGradientsPathObjective):
         x_end = self.worst_endpoint(model, x, y, attack)
         ig = integrated_gradients_of_loss(model, x.detach(), x_end, y, self.riemann_steps)
         ig_l1 = upcast(ig.flatten(1)).abs().sum(1).mean()
-        penalty = self.penalty_weight * ig_l1
-        logs = {"penalty": penalty.detach(), "ig_l1": ig_l1.detach()}
+        logs = {"penalty": ig_l1.detach(), "ig_l1": ig_l1.detach()}
         if self.warmup.warmup_steps:
             logs["eps"] = torch.tensor(attack.eps, device=x.device)
-        return ObjectiveOutput(penalty, logs, None)
+        return ObjectiveOutput(ig_l1, logs, None)

@@ -164,7 +164,7 @@ def test_no_perturbation_before_start_step() -> None:
 def test_awp_wraps_mart_and_sums_with_a_double_backprop_penalty() -> None:
     model, (x, y) = bn_cnn(), shapes_batch(8)
     objective = AWP(
-        WeightedSum([Part(MART(attack=PGD(eps=0.1, step_size=0.04, steps=2))), Part(InputGradientPenalty(0.1))]),
+        WeightedSum([Part(MART(attack=PGD(eps=0.1, step_size=0.04, steps=2))), Part(InputGradientPenalty(), 0.1)]),
         gamma=GAMMA,
     )
     out = objective(model, x, y)

@@ -179,8 +179,20 @@ CASES = {
         ["mask_fraction", "(0, 1)"],
     ),
     "negative regulariser weight": Case(
-        ['--model.objective={"class_path": "losses.InputGradientPenalty", "init_args": {"penalty_weight": -1}}'],
-        ["penalty_weight", ">= 0"],
+        [
+            '--model.objective={"class_path": "losses.WeightedSum", "init_args": {"parts": '
+            '[{"objective": {"class_path": "losses.ERM"}}, '
+            '{"objective": {"class_path": "losses.InputGradientPenalty"}, "weight": -1}]}}'
+        ],
+        ["model.objective", "parts[1].weight", ">= 0"],
+    ),
+    "retired regulariser penalty_weight": Case(
+        [
+            '--model.objective={"class_path": "losses.WeightedSum", "init_args": {"parts": '
+            '[{"objective": {"class_path": "losses.ERM"}}, '
+            '{"objective": {"class_path": "losses.CurvaturePenalty", "init_args": {"penalty_weight": 4.0}}}]}}'
+        ],
+        ["parts[1].objective.init_args.penalty_weight", "penalty_weight is retired", "losses.WeightedSum", "`weight` by 4.0"],
     ),
     "negative TRADES beta": Case(
         ['--model.objective={"class_path": "losses.TRADES", "init_args": {"beta": -1}}'], ["beta", ">= 0"]

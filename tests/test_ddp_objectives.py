@@ -24,7 +24,7 @@ def test_composed_second_order_objective_trains_under_ddp(tmp_path) -> None:
     objective = WeightedSum(
         [
             Part(FastAdversarialTraining(FGSMRandomStart(eps=0.1), co_check_every=1, co_check_size=4)),
-            Part(InputGradientPenalty(0.1)),
+            Part(InputGradientPenalty(), 0.1),
             Part(AttributionStability(attack=FGSMRandomStart(eps=0.1))),
         ]
     )

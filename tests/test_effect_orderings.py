@@ -112,14 +112,14 @@ def test_adversarial_objectives_beat_erm_under_pgd(name: str) -> None:
 
 
 def test_input_gradient_penalty_shrinks_input_gradients() -> None:
-    model = train(WeightedSum([Part(ERM()), Part(InputGradientPenalty(penalty_weight=0.1))]))
+    model = train(WeightedSum([Part(ERM()), Part(InputGradientPenalty(), 0.1)]))
     assert clean_accuracy(model) >= 0.5, "did not learn"
     assert mean_input_gradient_norm(model) <= 0.5 * mean_input_gradient_norm(erm_model())
 
 
 def test_attribution_stability_keeps_saliency_direction_under_noise() -> None:
     model = train(
-        WeightedSum([Part(ERM()), Part(AttributionStability(penalty_weight=1.0, attack=PGD(eps=STABILITY_EPS)))])
+        WeightedSum([Part(ERM()), Part(AttributionStability(attack=PGD(eps=STABILITY_EPS)))])
     )
     assert clean_accuracy(model) >= 0.4, "did not learn"
     assert saliency_cosine_under_noise(model) >= saliency_cosine_under_noise(erm_model()) + 0.05

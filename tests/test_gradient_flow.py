@@ -37,11 +37,11 @@ OBJECTIVES: dict[str, Callable[[], Objective]] = {
     "trades": lambda: TRADES(beta=6.0, attack=ATTACK),
     "fast_at": lambda: FastAdversarialTraining(FGSMRandomStart(eps=0.1), co_check_every=0),
     "saliency_guided": lambda: SaliencyGuidedTraining(kl_weight=1.0, mask_fraction=0.5),
-    "input_gradient": lambda: InputGradientPenalty(penalty_weight=2.0),
-    "attribution_stability": lambda: AttributionStability(penalty_weight=1.0, attack=ATTACK),
+    "input_gradient": lambda: WeightedSum([Part(InputGradientPenalty(), 2.0)]),  # λ = 2 as the part's weight
+    "attribution_stability": lambda: AttributionStability(attack=ATTACK),
     "attribution_stability_adversarial": lambda: AttributionStability(perturbation="adversarial", attack=ATTACK),
-    "curvature": lambda: CurvaturePenalty(penalty_weight=4.0, finite_difference_step=0.5),
-    "ig_norm": lambda: IGNorm(penalty_weight=1.0, riemann_steps=4, attack=ATTACK),
+    "curvature": lambda: WeightedSum([Part(CurvaturePenalty(finite_difference_step=0.5), 4.0)]),
+    "ig_norm": lambda: IGNorm(riemann_steps=4, attack=ATTACK),
     "pgd_at+stability": lambda: WeightedSum(
         [
             Part(PGDAdversarialTraining(ATTACK), 1.0),

@@ -44,9 +44,9 @@ def test_searches_use_the_coarse_riemann_sum() -> None:
     """With m' points in the search and m in the penalty, the end point is the one an objective
     with m' points everywhere finds."""
     model, (x, y) = tiny_cnn(), shapes_batch(6)
-    for cls, weight in ((IGSumNorm, "beta"), (IGNorm, "penalty_weight")):
-        coarse_search = cls(**{weight: 1.0}, riemann_steps=8, attack_riemann_steps=2, attack=seeded())
-        coarse_everywhere = cls(**{weight: 1.0}, riemann_steps=2, attack=seeded())
+    for cls, weight in ((IGSumNorm, {"beta": 1.0}), (IGNorm, {})):
+        coarse_search = cls(**weight, riemann_steps=8, attack_riemann_steps=2, attack=seeded())
+        coarse_everywhere = cls(**weight, riemann_steps=2, attack=seeded())
         torch.testing.assert_close(
             coarse_search.worst_endpoint(model, x, y, coarse_search.attack),
             coarse_everywhere.worst_endpoint(model, x, y, coarse_everywhere.attack),

@@ -19,6 +19,8 @@ from losses import (
     AttributionStability,
     CurvaturePenalty,
     InputGradientPenalty,
+    Part,
+    WeightedSum,
     integrated_gradients_of_loss,
     kl_divergence,
 )
@@ -49,15 +51,17 @@ def loss_gradient_closed_form(model: nn.Sequential, x: Tensor, y: Tensor) -> Ten
 
 def test_input_gradient_penalty_equals_its_closed_form() -> None:
     model, (x, y) = linear_model(), batch()
-    expected = 2.5 * loss_gradient_closed_form(model, x, y).pow(2).sum(1).mean()
-    out = InputGradientPenalty(penalty_weight=2.5)(model, x, y)
-    torch.testing.assert_close(out.loss.detach(), expected)
+    penalty = loss_gradient_closed_form(model, x, y).pow(2).sum(1).mean()
+    out = InputGradientPenalty()(model, x, y)
+    torch.testing.assert_close(out.loss.detach(), penalty)
     assert out.logits is None
+    weighted = WeightedSum([Part(InputGradientPenalty(), 2.5)])(model, x, y)  # λ = 2.5 as the part's weight
+    torch.testing.assert_close(weighted.loss.detach(), 2.5 * penalty)
 
 
 def test_input_gradient_penalty_is_per_example_so_lambda_ignores_batch_size() -> None:
     model, (x, y) = linear_model(), batch(6)
-    penalty = InputGradientPenalty(1.0)
+    penalty = InputGradientPenalty()
     whole = penalty(model, x, y).loss
     halves = (penalty(model, x[:3], y[:3]).loss + penalty(model, x[3:], y[3:]).loss) / 2
     torch.testing.assert_close(whole, halves)
@@ -99,7 +103,7 @@ def test_attribution_stability_is_zero_for_a_linear_model() -> None:
     """g(x) = W_y does not depend on x, so cos(g(x), g(x')) = 1 for any x'."""
     model, (x, y) = linear_model(), batch()
     torch.manual_seed(0)
-    out = AttributionStability(penalty_weight=1.0, attack=PGD(eps=0.3))(model, x, y)
+    out = AttributionStability(attack=PGD(eps=0.3))(model, x, y)
     assert out.loss.abs() < 1e-6
     assert out.logs["cosine"].item() == pytest.approx(1.0, abs=1e-9)
 
@@ -110,9 +114,11 @@ def test_curvature_penalty_equals_its_closed_form() -> None:
     grad = loss_gradient_closed_form(model, x, y)  # (B, 6)
     z = grad.sign() / grad.sign().norm(dim=1, keepdim=True)
     grad_shifted = loss_gradient_closed_form(model, x + h * z.view_as(x), y)
-    expected = lam * (grad_shifted - grad).pow(2).sum(1).mean() / h**2
-    out = CurvaturePenalty(penalty_weight=lam, finite_difference_step=h)(model, x, y)
-    torch.testing.assert_close(out.loss.detach(), expected)
+    penalty = (grad_shifted - grad).pow(2).sum(1).mean() / h**2
+    out = CurvaturePenalty(finite_difference_step=h)(model, x, y)
+    torch.testing.assert_close(out.loss.detach(), penalty)
+    weighted = WeightedSum([Part(ERM()), Part(CurvaturePenalty(finite_difference_step=h), lam)])(model, x, y)
+    torch.testing.assert_close(weighted.loss.detach(), ERM()(model, x, y).loss.detach() + lam * penalty)
 
 
 @pytest.mark.parametrize("model_factory", [linear_model, lambda: smooth_mlp(6)])

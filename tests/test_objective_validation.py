@@ -29,13 +29,9 @@ CASES: list[tuple[Callable[[], object], str]] = [
     (lambda: SaliencyGuidedTraining(replacement_value=2.0), "replacement_value"),
     (lambda: SaliencyGuidedTraining(saliency="squared"), "saliency"),  # type: ignore[arg-type]
     (lambda: SaliencyGuidedTraining(mask_unit="patch"), "mask_unit"),  # type: ignore[arg-type]
-    (lambda: InputGradientPenalty(penalty_weight=-1.0), "penalty_weight"),
-    (lambda: AttributionStability(penalty_weight=-1.0), "penalty_weight"),
     (lambda: AttributionStability(perturbation="gaussian"), "perturbation"),  # type: ignore[arg-type]
     (lambda: AttributionStability(eps_warmup_steps=-1), "eps_warmup_steps"),
-    (lambda: CurvaturePenalty(penalty_weight=-1.0), "penalty_weight"),
     (lambda: CurvaturePenalty(finite_difference_step=0.0), "finite_difference_step"),
-    (lambda: IGNorm(penalty_weight=-1.0), "penalty_weight"),
     (lambda: IGNorm(riemann_steps=0), "riemann_steps"),
     (lambda: IGNorm(attack_riemann_steps=0), "attack_riemann_steps"),
     (lambda: IGSumNorm(beta=-0.1), "beta"),
@@ -71,15 +67,16 @@ def test_unknown_regulariser_name_fails_before_training(capsys: pytest.CaptureFi
     assert "model.objective.parts" in err
 
 
-def test_negative_penalty_weight_fails_with_its_config_path(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
+def test_negative_part_weight_fails_with_its_config_path(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
     config = tmp_path / "negative.yaml"
     shutil.copy("configs/synthetic/callbacks.yaml", tmp_path)  # the list the recipe names
-    text = open("configs/synthetic/input_gradient.yaml").read().replace("penalty_weight: 0.1", "penalty_weight: -1.0")
-    config.write_text(text)
+    text = open("configs/synthetic/input_gradient.yaml").read()
+    assert text.count("weight: 0.1  # λ") == 1
+    config.write_text(text.replace("weight: 0.1  # λ", "weight: -1.0"))
     with pytest.raises(SystemExit):
         train.main(["fit", "--config", str(config), "--trainer.logger=false"])
     err = capsys.readouterr().err
-    assert "model.objective.init_args.parts[1].objective.init_args.penalty_weight: penalty_weight must be >= 0" in err
+    assert "model.objective: parts[1].weight must be >= 0, got -1.0" in err
 
 
 def test_unknown_option_value_fails_at_parse_time(capsys: pytest.CaptureFixture[str], tmp_path) -> None:

@@ -37,6 +37,7 @@ from losses.input_gradients import flat_cosine, input_leaf
 from tests.tiny import shapes_batch, single_thread  # noqa: F401
 
 ATTACK = PGD(eps=0.1, step_size=0.04, steps=2, seed=3)
+LAMBDA = 0.7  # the attribution-stability part's weight
 
 
 def model_of(activation: str = "softplus", batch_norm: bool = False) -> nn.Module:
@@ -69,22 +70,20 @@ def loss_gradient(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     return grad
 
 
-def plain_stability(
-    objective: AttributionStability, model: nn.Module, x: Tensor, y: Tensor, x_perturbed: Tensor
-) -> Tensor:
-    """λ · (1 − meanᵢ cos(g(xᵢ), g(x'ᵢ))) with two forwards and two gradient calls."""
+def plain_stability(model: nn.Module, x: Tensor, y: Tensor, x_perturbed: Tensor) -> Tensor:
+    """1 − meanᵢ cos(g(xᵢ), g(x'ᵢ)) with two forwards and two gradient calls."""
     cosine = flat_cosine(logit_gradient(model, x, y), logit_gradient(model, x_perturbed, y)).mean()
-    return objective.penalty_weight * (1.0 - cosine)
+    return 1.0 - cosine
 
 
 def plain_curvature(objective: CurvaturePenalty, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-    """λ · meanᵢ ‖∇L(xᵢ + h zᵢ) − ∇L(xᵢ)‖² / h², z = sign(∇L(x)) / ‖sign(∇L(x))‖."""
+    """meanᵢ ‖∇L(xᵢ + h zᵢ) − ∇L(xᵢ)‖² / h², z = sign(∇L(x)) / ‖sign(∇L(x))‖."""
     h = objective.finite_difference_step
     grad = loss_gradient(model, x, y)
     z = grad.detach().sign()
     z = z / z.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
     grad_shifted = loss_gradient(model, x + h * z, y)
-    return objective.penalty_weight * (grad_shifted - grad).flatten(1).pow(2).sum(1).mean() / h**2
+    return (grad_shifted - grad).flatten(1).pow(2).sum(1).mean() / h**2
 
 
 def perturbed_input(objective: AttributionStability, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
@@ -131,10 +130,12 @@ def test_attribution_stability_equals_the_plain_formula(
     perturbation: str, composition: str, activation: str
 ) -> None:
     model, (x, y) = model_of(activation), batch()
-    stability = AttributionStability(penalty_weight=0.7, perturbation=perturbation, attack=ATTACK)  # type: ignore[arg-type]
+    stability = AttributionStability(perturbation=perturbation, attack=ATTACK)  # type: ignore[arg-type]
     x_perturbed = perturbed_input(stability, model, x, y)
     parts = {"alone": [stability], "after_erm": [ERM(), stability], "before_erm": [stability, ERM()]}[composition]
-    objective: Objective = WeightedSum([Part(p, weight=1.0, name=f"p{i}") for i, p in enumerate(parts)])
+    objective: Objective = WeightedSum(  # λ is the stability part's weight
+        [Part(p, weight=LAMBDA if p is stability else 1.0, name=f"p{i}") for i, p in enumerate(parts)]
+    )
     with_erm = composition != "alone"
 
     def fast() -> Tensor:
@@ -143,7 +144,7 @@ def test_attribution_stability_equals_the_plain_formula(
 
     def plain() -> Tensor:
         ce = F.cross_entropy(model(x), y) if with_erm else 0.0
-        return ce + plain_stability(stability, model, x, y, x_perturbed)
+        return ce + LAMBDA * plain_stability(model, x, y, x_perturbed)
 
     assert_same(model, fast, plain)
 
@@ -151,12 +152,12 @@ def test_attribution_stability_equals_the_plain_formula(
 @pytest.mark.usefixtures("single_thread")
 def test_attribution_stability_after_pgd_at_uses_its_example_and_equals_the_plain_formula() -> None:
     model, (x, y) = model_of(), batch()
-    stability = AttributionStability(penalty_weight=0.7, perturbation="ce_adversarial", attack=ATTACK)
-    objective = WeightedSum([Part(PGDAdversarialTraining(ATTACK)), Part(stability)])
+    stability = AttributionStability(perturbation="ce_adversarial", attack=ATTACK)
+    objective = WeightedSum([Part(PGDAdversarialTraining(ATTACK)), Part(stability, LAMBDA)])
 
     def plain() -> Tensor:
         x_adv = adversarial_example(ATTACK, model, x, y, None)
-        return F.cross_entropy(model(x_adv), y) + plain_stability(stability, model, x, y, x_adv)
+        return F.cross_entropy(model(x_adv), y) + LAMBDA * plain_stability(model, x, y, x_adv)
 
     assert_same(model, lambda: objective(model, x, y).loss, plain)
 
@@ -180,24 +181,25 @@ def test_batchnorm_in_train_mode_keeps_separate_forwards(perturbation: str) -> N
         model.load_state_dict(model_state)
         return stability(model, x, y, context).loss
 
-    assert_same(model, fast, lambda: plain_stability(stability, model, x, y, x_perturbed))
+    assert_same(model, fast, lambda: plain_stability(model, x, y, x_perturbed))
 
 
 @pytest.mark.usefixtures("single_thread")
 @pytest.mark.parametrize("composition", ["alone", "after_erm", "with_input_gradient"])
 def test_curvature_equals_the_plain_formula(composition: str) -> None:
     model, (x, y) = model_of(), batch()
-    curvature = CurvaturePenalty(penalty_weight=2.0, finite_difference_step=0.5)
-    gradient_penalty = InputGradientPenalty(0.3)
+    curvature = CurvaturePenalty(finite_difference_step=0.5)
+    gradient_penalty = InputGradientPenalty()
     parts = {
         "alone": [curvature],
         "after_erm": [ERM(), curvature],
         "with_input_gradient": [ERM(), gradient_penalty, curvature],
     }[composition]
-    objective = WeightedSum([Part(p) for p in parts])
+    weights = {id(curvature): 2.0, id(gradient_penalty): 0.3}  # each regulariser's λ is its part's weight
+    objective = WeightedSum([Part(p, weights.get(id(p), 1.0)) for p in parts])
 
     def plain() -> Tensor:
-        total = plain_curvature(curvature, model, x, y)
+        total = 2.0 * plain_curvature(curvature, model, x, y)
         if composition != "alone":
             total = total + F.cross_entropy(model(x), y)
         if composition == "with_input_gradient":

@@ -109,8 +109,8 @@ def test_recipe_states_the_papers_protocol(recipe: str) -> None:
         erm, ig = objective["init_args"]["parts"]
         assert erm == {"objective": {"class_path": "losses.ERM"}, "weight": 1.0} and ig["weight"] == 1.0
         assert {k: v for k, v in ig["objective"]["init_args"].items() if k != "attack"} == {
-            "penalty_weight": 1.0, "riemann_steps": 50, "attack_riemann_steps": 10
-        }  # fmt: skip
+            "riemann_steps": 50, "attack_riemann_steps": 10
+        }  # fmt: skip  (λ = 1 is the part's weight, above)
     if row == "ig_sum_norm_chen":
         assert {k: v for k, v in objective["init_args"].items() if k != "attack"} == {
             "beta": 0.1, "riemann_steps": 50, "attack_riemann_steps": 10

@@ -24,10 +24,10 @@ def test_weights_apply_and_every_part_is_logged_under_its_name() -> None:
     model = tiny_cnn()
     x, y = shapes_batch(8)
     torch.manual_seed(0)
-    total = WeightedSum([Part(ERM(), 1.0), Part(InputGradientPenalty(penalty_weight=3.0), 0.5)])(model, x, y)
+    total = WeightedSum([Part(ERM(), 1.0), Part(InputGradientPenalty(), 1.5)])(model, x, y)
     erm = ERM()(model, x, y).loss
-    penalty = InputGradientPenalty(penalty_weight=3.0)(model, x, y).loss
-    torch.testing.assert_close(total.loss, erm + 0.5 * penalty)
+    penalty = InputGradientPenalty()(model, x, y).loss
+    torch.testing.assert_close(total.loss, erm + 1.5 * penalty)
     assert set(total.logs) == {
         "erm",
         "erm/ce",
@@ -35,14 +35,15 @@ def test_weights_apply_and_every_part_is_logged_under_its_name() -> None:
         "input_gradient/penalty",
         "input_gradient/grad_norm_sq",
     }
-    torch.testing.assert_close(total.logs["input_gradient"], penalty.detach())
+    torch.testing.assert_close(total.logs["input_gradient"], penalty.detach())  # unweighted: R, not λ·R
+    torch.testing.assert_close(total.logs["input_gradient/penalty"], penalty.detach())
     torch.testing.assert_close(total.logits, model(x))  # the first part that returns logits
 
 
 def test_a_weight_of_zero_removes_the_part_from_the_loss() -> None:
     model = tiny_cnn()
     x, y = shapes_batch(8)
-    out = WeightedSum([Part(ERM(), 2.0), Part(InputGradientPenalty(10.0), 0.0)])(model, x, y)
+    out = WeightedSum([Part(ERM(), 2.0), Part(InputGradientPenalty(), 0.0)])(model, x, y)
     torch.testing.assert_close(out.loss, 2.0 * ERM()(model, x, y).loss)
 
 
