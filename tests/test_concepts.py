@@ -136,3 +136,49 @@ def test_the_patch_concept_rises_for_the_spurious_class_as_the_model_learns_the_
 def test_without_the_patch_in_training_the_patch_concept_stays_at_chance(tmp_path, single_thread) -> None:  # noqa: F811
     _, rows = _fit_with_monitor(0.0, tmp_path, epochs=3)
     assert float(rows[-1]["tcav/patch/disk/p_value"]) >= 0.05, rows[-1]
+
+
+def test_the_monitor_leaves_modes_and_grads_as_found_and_logs_every_key(trained_shapes) -> None:
+    dm = shapes(0.5)
+    monitor = TCAVMonitor(concepts=["patch", "square"], classes=[0, "triangle"], concept_size=8, random_sets=3, probe_size=6)
+    monitor.use_probe(monitor.draw_probe(dm), class_names=dm.class_names)
+    model = trained_shapes.model
+    model.train()
+    model.net.features[0].eval()  # submodules that disagree with the root are restored one by one
+    flags = {name: m.training for name, m in model.named_modules()}
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+    grads = {name: p.grad.clone() for name, p in model.named_parameters()}
+    try:
+        values = monitor.evaluate(model)
+        assert {name: m.training for name, m in model.named_modules()} == flags
+        assert all(torch.equal(p.grad, grads[name]) for name, p in model.named_parameters())
+    finally:
+        model.eval()
+        for p in model.parameters():
+            p.grad = None
+    expected = {f"tcav/{c}/{k}{suffix}" for c in ("patch", "square") for k in ("disk", "triangle") for suffix in ("", "/p_value")}
+    assert set(values) == expected | {"tcav/patch/cav_accuracy", "tcav/square/cav_accuracy"}
+    assert all(0.0 <= values[f"tcav/{c}/{k}"] <= 1.0 for c in ("patch", "square") for k in ("disk", "triangle"))
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"concepts": ["stripes"]}, "concepts"),
+        ({"concepts": ["patch"], "classes": ["hexagon"]}, "classes"),
+        ({"concepts": ["patch"], "classes": [7]}, "classes"),
+    ],
+)
+def test_unknown_concepts_and_classes_fail_at_setup_naming_the_field(options, field: str) -> None:
+    with pytest.raises(ValueError, match=rf"^{field} must"):
+        TCAVMonitor(**options).draw_probe(shapes())
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [({"concepts": []}, "concepts"), ({"concepts": ["patch"], "random_sets": 1}, "random_sets"), ({"concepts": ["patch"], "alpha": 0}, "alpha")],
+)
+def test_bad_monitor_options_fail_when_built_naming_the_option(options, field: str) -> None:
+    with pytest.raises(ValueError, match=rf"^{field} must"):
+        TCAVMonitor(**options)
