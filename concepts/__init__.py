@@ -2,12 +2,17 @@
 significance test) and CRP (concept-conditional relevance heatmaps)."""
 
 from concepts.cav import CAV, fit_cav
+from concepts.crp import CRP_COMPOSITES, ConceptHeatmaps, ConceptRelevance, build_composite
 from concepts.layers import layer_activations, layer_gradients
 from concepts.stats import TTest, ttest_ind
 from concepts.tcav import ConceptCAVs, TCAVResult, fit_concept_cavs, tcav, tcav_scores, tcav_test
 
 __all__ = [
     "CAV",
+    "CRP_COMPOSITES",
+    "ConceptHeatmaps",
+    "ConceptRelevance",
+    "build_composite",
     "ConceptCAVs",
     "TCAVResult",
     "TTest",
