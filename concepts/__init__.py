@@ -1,7 +1,7 @@
 """Concept-based explanations, plain PyTorch: TCAV (concept activation vectors and their
 significance test) and CRP (concept-conditional relevance heatmaps)."""
 
-from concepts.cav import CAV, fit_cav
+from concepts.cav import CAV, fit_cav, fit_cavs
 from concepts.crp import CRP_COMPOSITES, ConceptHeatmaps, ConceptRelevance, build_composite
 from concepts.layers import layer_activations, layer_gradients
 from concepts.stats import TTest, ttest_ind
@@ -17,6 +17,7 @@ __all__ = [
     "TCAVResult",
     "TTest",
     "fit_cav",
+    "fit_cavs",
     "fit_concept_cavs",
     "layer_activations",
     "layer_gradients",

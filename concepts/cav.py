@@ -7,7 +7,8 @@ fitted here as L2-regularised logistic regression,
 
     min_{w, b}  (1/n) Σ_i log(1 + exp(−s_i (w·h_i + b))) + (α/2) ‖w‖²,   s_i = +1 concept, −1 random,
 
-by full-batch L-BFGS from zero (a convex problem: the same data give the same CAV), and
+exactly, by Newton's method in the span of the training activations (a convex problem with one
+minimiser: the same data give the same CAV, whatever the layer's width), and
 v_C = w / ‖w‖. Held-out accuracy is measured as in the authors' ``tcav`` code: a seeded split
 keeps about a third of each set apart, the classifier is fitted on the rest.
 
@@ -20,6 +21,7 @@ solver is used here, so that a CAV depends on the data and the seed only; only t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -50,57 +52,99 @@ def _split(n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
     return order[n_test:], order[:n_test]
 
 
+def _objective(z: Tensor, b: Tensor, features: Tensor, signs: Tensor, alpha: float) -> Tensor:
+    margins = signs * (features @ z + b)  # (n,)
+    return torch.nn.functional.softplus(-margins).mean() + 0.5 * alpha * (z * z).sum()
+
+
 def _fit(features: Tensor, signs: Tensor, alpha: float, max_iter: int) -> tuple[Tensor, Tensor]:
-    """(w, b) minimising the regularised logistic loss (float64, L-BFGS with strong Wolfe steps)."""
-    w = torch.zeros(features.shape[1], dtype=torch.float64, requires_grad=True)
-    b = torch.zeros((), dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.LBFGS(
-        [w, b], lr=1.0, max_iter=max_iter, tolerance_grad=1e-9, tolerance_change=1e-12, history_size=20,
-        line_search_fn="strong_wolfe",
-    )  # fmt: skip
+    """(w (D,), b) minimising the regularised logistic loss, exactly, by Newton's method.
 
-    def closure() -> Tensor:
-        optimizer.zero_grad()
-        margins = signs * (features @ w + b)  # (n,)
-        loss = torch.nn.functional.softplus(-margins).mean() + 0.5 * alpha * (w * w).sum()
-        loss.backward()
-        return loss
-
-    with torch.enable_grad():
-        optimizer.step(closure)
-    return w.detach(), b.detach()
-
-
-def fit_cav(concept: Tensor, random: Tensor, alpha: float = 0.01, seed: int = 0, max_iter: int = 200) -> CAV:
-    """The CAV separating ``concept`` activations from ``random`` activations.
-
-    Args:
-        concept: (n_c, D) activations of the concept examples (flattened).
-        random: (n_r, D) activations of the random counter-examples.
-        alpha: L2 regularisation strength (the authors' default, 0.01).
-        seed: seed of the held-out split.
-        max_iter: L-BFGS iterations at most.
-
-    Raises:
-        ValueError: sets of different widths, fewer than 2 examples in a set, or alpha <= 0.
+    The minimiser's w lies in the span of the n training rows (the loss sees w only through
+    X w, and any component orthogonal to the rows only adds to ‖w‖²). With the thin SVD
+    X = U S Vᵀ (rank r <= n), w = V z and the problem is the same logistic regression on the
+    r features U S: Newton's method on r + 1 unknowns (backtracking on the objective) then
+    converges in a few steps however wide the layer is.
     """
+    u, singular, vh = torch.linalg.svd(features, full_matrices=False)  # (n, r), (r,), (r, D)
+    keep = singular > singular.max() * 1e-10 if singular.numel() else singular.bool()
+    reduced = u[:, keep] * singular[keep]  # (n, r)
+    basis = vh[keep]  # (r, D)
+    n, r = reduced.shape
+    design = torch.cat([reduced, torch.ones(n, 1, dtype=reduced.dtype)], dim=1)  # (n, r + 1)
+    ridge = torch.full((r + 1,), alpha, dtype=reduced.dtype)
+    ridge[-1] = 1e-12  # the intercept is not regularised; a whisker keeps H invertible
+    theta = torch.zeros(r + 1, dtype=reduced.dtype)
+    value = _objective(theta[:r], theta[r], reduced, signs, alpha)
+    for _ in range(max_iter):
+        margins = signs * (design @ theta)  # (n,)
+        p = torch.sigmoid(-margins)  # (n,): derivative of softplus(−m) is −σ(−m)
+        grad = -(design.T @ (signs * p)) / n + torch.cat([alpha * theta[:r], theta.new_zeros(1)])  # (r + 1,)
+        hessian = (design.T * (p * (1 - p))) @ design / n + torch.diag(ridge)  # (r + 1, r + 1)
+        step = torch.linalg.solve(hessian, -grad)
+        decrement = float(-(grad @ step))  # Newton decrement²: the predicted decrease × 2
+        if decrement < 1e-20:
+            break
+        t = 1.0
+        while True:  # backtracking (Armijo) line search; the objective is convex
+            candidate = theta + t * step
+            new = _objective(candidate[:r], candidate[r], reduced, signs, alpha)
+            if new <= value - 0.25 * t * decrement or t < 1e-10:
+                break
+            t *= 0.5
+        theta, value = candidate, new
+    return basis.T @ theta[:r], theta[r]
+
+
+def _check(concept: Tensor, random: Tensor) -> None:
     if concept.dim() != 2 or random.dim() != 2 or concept.shape[1] != random.shape[1]:
         raise ValueError(f"concept and random must be (n, D) activations of one layer, got {tuple(concept.shape)} and {tuple(random.shape)}")
     if concept.shape[0] < 2 or random.shape[0] < 2:
         raise ValueError(f"concept and random sets must hold at least 2 examples each, got {concept.shape[0]} and {random.shape[0]}")
+
+
+def fit_cavs(pairs: Sequence[tuple[Tensor, Tensor]], alpha: float = 0.01, seeds: Sequence[int] | None = None, max_iter: int = 100) -> list[CAV]:
+    """The CAV of each (concept activations, random activations) pair.
+
+    Args:
+        pairs: ``(concept (n_c, D), random (n_r, D))`` activations of one layer (flattened).
+        alpha: L2 regularisation strength (the authors' default, 0.01).
+        seeds: seed of each pair's held-out split (None: 0, 1, 2, ...).
+        max_iter: Newton steps at most.
+
+    Raises:
+        ValueError: sets of different widths, fewer than 2 examples in a set, or alpha <= 0.
+    """
+    if not pairs:
+        return []
     if not alpha > 0:
         raise ValueError(f"alpha must be > 0, got {alpha}")
-    generator = torch.Generator().manual_seed(seed)
-    c_train, c_test = _split(concept.shape[0], generator)
-    r_train, r_test = _split(random.shape[0], generator)
-    features = torch.cat([concept[c_train], random[r_train]]).double().cpu()  # (n, D)
-    signs = torch.cat([torch.ones(len(c_train)), -torch.ones(len(r_train))]).double()  # (n,)
-    w, b = _fit(features, signs, alpha, max_iter)
-    accuracy = float("nan")
-    if len(c_test) and len(r_test):
-        test = torch.cat([concept[c_test], random[r_test]]).double().cpu()
-        test_signs = torch.cat([torch.ones(len(c_test)), -torch.ones(len(r_test))]).double()
-        accuracy = float(((test @ w + b) * test_signs > 0).double().mean())
-    norm = w.norm()
-    vector = w / norm if norm > 0 else w
-    return CAV(vector.to(dtype=concept.dtype, device=concept.device), accuracy)
+    seeds = list(range(len(pairs))) if seeds is None else list(seeds)
+    features, signs, tests = [], [], []
+    for (concept, random), seed in zip(pairs, seeds):
+        _check(concept, random)
+        generator = torch.Generator().manual_seed(seed)
+        c_train, c_test = _split(concept.shape[0], generator)
+        r_train, r_test = _split(random.shape[0], generator)
+        features.append(torch.cat([concept[c_train], random[r_train]]).double().cpu())  # (n, D)
+        signs.append(torch.cat([torch.ones(len(c_train)), -torch.ones(len(r_train))]).double())  # (n,)
+        tests.append((concept[c_test], random[r_test]))
+    fitted = [_fit(f, sign, alpha, max_iter) for f, sign in zip(features, signs)]
+    cavs = []
+    for p, ((concept, _), (c_test, r_test)) in enumerate(zip(pairs, tests)):
+        accuracy = float("nan")
+        if len(c_test) and len(r_test):
+            test = torch.cat([c_test, r_test]).double().cpu()
+            test_signs = torch.cat([torch.ones(len(c_test)), -torch.ones(len(r_test))]).double()
+            accuracy = float(((test @ fitted[p][0] + fitted[p][1]) * test_signs > 0).double().mean())
+        w = fitted[p][0]
+        norm = w.norm()
+        vector = w / norm if norm > 0 else w
+        cavs.append(CAV(vector.to(dtype=concept.dtype, device=concept.device), accuracy))
+    return cavs
+
+
+def fit_cav(concept: Tensor, random: Tensor, alpha: float = 0.01, seed: int = 0, max_iter: int = 100) -> CAV:
+    """The CAV separating ``concept`` activations (n_c, D) from ``random`` activations (n_r, D);
+    see :func:`fit_cavs`."""
+    return fit_cavs([(concept, random)], alpha, [seed], max_iter)[0]

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from common.modes import ModelMode, module_mode
-from concepts.cav import CAV, fit_cav
+from concepts.cav import CAV, fit_cavs
 from concepts.layers import layer_activations, layer_gradients
 from concepts.stats import ttest_ind
 
@@ -97,9 +97,9 @@ def fit_concept_cavs(concept: Tensor, randoms: Sequence[Tensor], alpha: float = 
     """
     if len(randoms) < 2:
         raise ValueError(f"random_sets must be at least 2 (one is the null's reference), got {len(randoms)}")
-    concept_cavs = [fit_cav(concept, r, alpha, seed + i) for i, r in enumerate(randoms)]
-    random_cavs = [fit_cav(randoms[0], r, alpha, seed + len(randoms) + i) for i, r in enumerate(randoms[1:])]
-    return ConceptCAVs(concept_cavs, random_cavs)
+    pairs = [(concept, r) for r in randoms] + [(randoms[0], r) for r in randoms[1:]]
+    cavs = fit_cavs(pairs, alpha, [seed + i for i in range(len(pairs))])
+    return ConceptCAVs(cavs[: len(randoms)], cavs[len(randoms) :])
 
 
 def tcav_scores(gradients: Tensor, cavs: Sequence[CAV]) -> Tensor:

@@ -16,6 +16,7 @@ import torch
 
 from callbacks import TCAVMonitor
 from concepts import fit_cav, tcav, ttest_ind
+from concepts.cav import _fit
 from concepts.stats import regularized_incomplete_beta
 from datamodules import SyntheticShapes
 from lightning_modules import RobustClassifier
@@ -76,6 +77,19 @@ def test_a_cav_points_along_the_direction_that_separates_the_sets() -> None:
     assert torch.equal(fit_cav(concept, random_set, seed=1).vector, cav.vector)  # deterministic
 
 
+@pytest.mark.parametrize("width", [5, 300])  # fewer and more features than examples
+def test_the_logistic_regression_meets_its_optimality_conditions(width: int) -> None:
+    # ∇_w = −(1/n) Σ s_i σ(−m_i) x_i + α w = 0 and ∇_b = −(1/n) Σ s_i σ(−m_i) = 0 at the minimiser
+    g = torch.Generator().manual_seed(width)
+    x = torch.randn(40, width, generator=g, dtype=torch.float64)
+    s = torch.where(torch.rand(40, generator=g) < 0.5, 1.0, -1.0).double()
+    x[s > 0, 0] += 1.0
+    w, b = _fit(x, s, 0.01, 100)
+    p = torch.sigmoid(-s * (x @ w + b))
+    assert (-(x.T @ (s * p)) / 40 + 0.01 * w).abs().max() < 1e-8
+    assert abs(float((s * p).sum())) / 40 < 1e-8
+
+
 # -- TCAV on a trained model -----------------------------------------------------------------
 
 
@@ -132,10 +146,10 @@ def test_the_patch_concept_rises_for_the_spurious_class_as_the_model_learns_the_
     assert float(rows[-1]["tcav/patch/cav_accuracy"]) > 0.9  # the layer now encodes the patch
 
 
-@pytest.mark.slow
 def test_without_the_patch_in_training_the_patch_concept_stays_at_chance(tmp_path, single_thread) -> None:  # noqa: F811
     _, rows = _fit_with_monitor(0.0, tmp_path, epochs=3)
-    assert float(rows[-1]["tcav/patch/disk/p_value"]) >= 0.05, rows[-1]
+    # indistinguishable from random CAVs at every epoch (the score alone wanders: 0.26 to 0.83)
+    assert len(rows) == 3 and all(float(r["tcav/patch/disk/p_value"]) >= 0.05 for r in rows), rows
 
 
 def test_the_monitor_leaves_modes_and_grads_as_found_and_logs_every_key(trained_shapes) -> None:
