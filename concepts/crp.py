@@ -106,9 +106,10 @@ class ConceptRelevance:
     def _composite(self, model: nn.Module) -> Composite:
         return build_composite(self.composite, model) if isinstance(self.composite, str) else self.composite
 
-    def _propagate(self, model: nn.Module, inputs: Tensor, target: Tensor, masks: Tensor | None) -> tuple[Tensor, Tensor]:
-        """(input relevance (N, C, H, W), relevance at the layer (N, K, ...)); ``masks`` (N, K)
-        keeps channels of the layer's relevance (None: all)."""
+    def propagate(self, model: nn.Module, inputs: Tensor, target: Tensor, masks: Tensor | None) -> tuple[Tensor, Tensor]:
+        """One LRP pass: (input relevance (N, C, H, W), relevance at the layer (N, K, ...)), started
+        at R = f_t(x) on each input's ``target``; ``masks`` (N, K) keeps channels of the layer's
+        relevance (None: all, the plain LRP heatmap)."""
         module = check_layer(model, self.layer)
         at_layer: list[Tensor] = []
 
@@ -141,7 +142,7 @@ class ConceptRelevance:
 
     def channel_relevance(self, model: nn.Module, inputs: Tensor, target: Tensor) -> Tensor:
         """(B, K) relevance r_c of each channel of the layer for the target classes."""
-        _, at_layer = self._propagate(model, inputs, target, None)
+        _, at_layer = self.propagate(model, inputs, target, None)
         return at_layer.flatten(2).sum(dim=2)
 
     def conditional_heatmaps(self, model: nn.Module, inputs: Tensor, target: Tensor, channels: Tensor) -> Tensor:
@@ -152,7 +153,7 @@ class ConceptRelevance:
         probe = self.channel_count(model, inputs[:1])
         masks = torch.zeros(b * m, probe, device=inputs.device)
         masks[torch.arange(b * m), channels.flatten().to(inputs.device)] = 1.0
-        relevance, _ = self._propagate(model, repeated, targets, masks)
+        relevance, _ = self.propagate(model, repeated, targets, masks)
         return relevance.view(b, m, *inputs.shape[1:])
 
     def channel_count(self, model: nn.Module, inputs: Tensor) -> int:
