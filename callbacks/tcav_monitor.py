@@ -11,7 +11,8 @@ as the model learns the shortcut (the spurious-signal test of Adebayo et al., IC
 Logged at the trainer's global step, for each concept C and class k (by name):
 
 - ``tcav/<C>/<k>``: mean TCAV score over the random sets;
-- ``tcav/<C>/<k>/p_value``: two-sided t-test against random-versus-random CAVs;
+- ``tcav/<C>/<k>/p_value``: two-sided t-test against random-versus-random CAVs (above 0.05:
+  C is indistinguishable from a random direction for k, whatever its score);
 - ``tcav/<C>/cav_accuracy``: mean held-out accuracy of C's CAVs (near 0.5: the layer does not
   separate the concept linearly, and its scores mean little);
 - ``tcav/seconds``: wall time of the run.
@@ -67,7 +68,6 @@ class TCAVMonitor(PeriodicProbeCallback):
         probe_seed: seed of every set drawn (independent of the data and training seeds).
         batch_size: inputs per forward/backward pass.
         alpha: L2 regularisation of the CAVs' logistic regression.
-        significance: level of the t-test (for the README's reading; the p-value is logged).
         every_n_epochs: run after every this many training epochs.
         every_n_steps: run after every this many optimiser steps (set at most one of the two;
             with neither, every epoch).
@@ -84,7 +84,6 @@ class TCAVMonitor(PeriodicProbeCallback):
         probe_seed: int = 0,
         batch_size: int = 256,
         alpha: float = 0.01,
-        significance: float = 0.05,
         every_n_epochs: int | None = None,
         every_n_steps: int | None = None,
     ) -> None:
@@ -99,15 +98,12 @@ class TCAVMonitor(PeriodicProbeCallback):
         check_int("random_sets", random_sets, 2)
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
             raise ValueError(f"alpha must be a number > 0, got {alpha!r}")
-        if isinstance(significance, bool) or not isinstance(significance, (int, float)) or not 0 < significance < 1:
-            raise ValueError(f"significance must be a number in (0, 1), got {significance!r}")
         self.concepts = list(concepts)
         self.classes = None if classes is None else list(classes)
         self.layer = layer
         self.concept_size = concept_size
         self.random_sets = random_sets
         self.alpha = float(alpha)
-        self.significance = float(significance)
         self.targets: list[int] = []
         self.sets: dict[str, tuple[Tensor, list[Tensor]]] = {}
         self.last: dict[str, float] = {}
@@ -184,7 +180,7 @@ class TCAVMonitor(PeriodicProbeCallback):
                 )
                 values[f"tcav/{concept}/cav_accuracy"] = float(torch.tensor([c.accuracy for c in cavs.concept]).nanmean())
                 for k in self.targets:
-                    result = tcav_test(gradients[k], cavs, self.significance)
+                    result = tcav_test(gradients[k], cavs)
                     values[f"tcav/{concept}/{self.class_name(k)}"] = result.score
                     values[f"tcav/{concept}/{self.class_name(k)}/p_value"] = result.p_value
         return values

@@ -145,13 +145,16 @@ class ConceptRelevance:
         _, at_layer = self.propagate(model, inputs, target, None)
         return at_layer.flatten(2).sum(dim=2)
 
-    def conditional_heatmaps(self, model: nn.Module, inputs: Tensor, target: Tensor, channels: Tensor) -> Tensor:
-        """(B, m, C, H, W) input relevance of each input conditioned on each of its ``channels`` (B, m)."""
+    def conditional_heatmaps(
+        self, model: nn.Module, inputs: Tensor, target: Tensor, channels: Tensor, num_channels: int | None = None
+    ) -> Tensor:
+        """(B, m, C, H, W) input relevance of each input conditioned on each of its ``channels``
+        (B, m); ``num_channels`` is the layer's K (None: found by a forward pass)."""
         b, m = channels.shape
         repeated = inputs.repeat_interleave(m, dim=0)  # (B·m, C, H, W), the m conditions of an input together
         targets = target.repeat_interleave(m)
-        probe = self.channel_count(model, inputs[:1])
-        masks = torch.zeros(b * m, probe, device=inputs.device)
+        k = self.channel_count(model, inputs[:1]) if num_channels is None else num_channels
+        masks = torch.zeros(b * m, k, device=inputs.device)
         masks[torch.arange(b * m), channels.flatten().to(inputs.device)] = 1.0
         relevance, _ = self.propagate(model, repeated, targets, masks)
         return relevance.view(b, m, *inputs.shape[1:])
@@ -182,5 +185,5 @@ class ConceptRelevance:
         if top > relevance.shape[1]:
             raise ValueError(f"top must be at most the layer's {relevance.shape[1]} channels, got {top}")
         values, channels = relevance.topk(top, dim=1)  # (B, m)
-        heatmaps = self.conditional_heatmaps(model, inputs, target, channels)
+        heatmaps = self.conditional_heatmaps(model, inputs, target, channels, relevance.shape[1])
         return ConceptHeatmaps(channels, values, relevance.sum(dim=1), heatmaps)
