@@ -130,6 +130,8 @@ class TCAVMonitor(PeriodicProbeCallback):
         class_names = [str(c) for c in getattr(datamodule, "class_names", [])]
         num_classes = int(datamodule.num_classes)
         self.targets = list(range(num_classes)) if self.classes is None else [self._class_index(c, class_names, num_classes) for c in self.classes]
+        if len(set(self.targets)) != len(self.targets):
+            raise ValueError(f"classes must name distinct classes of {name} {class_names}, got {self.classes!r}")
         with torch.random.fork_rng(devices=[]):
             self.sets = {
                 c: (
@@ -149,6 +151,8 @@ class TCAVMonitor(PeriodicProbeCallback):
             return value
         if isinstance(value, str) and value in names:
             return names.index(value)
+        if isinstance(value, str) and value.isdigit() and int(value) < num_classes:  # an index the parser kept as text
+            return int(value)
         raise ValueError(f"classes must hold class names {names} or indices in [0, {num_classes - 1}], got {value!r}")
 
     def state_key_fields(self) -> dict[str, Any]:

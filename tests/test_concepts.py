@@ -182,6 +182,7 @@ def test_the_monitor_leaves_modes_and_grads_as_found_and_logs_every_key(trained_
         ({"concepts": ["stripes"]}, "concepts"),
         ({"concepts": ["patch"], "classes": ["hexagon"]}, "classes"),
         ({"concepts": ["patch"], "classes": [7]}, "classes"),
+        ({"concepts": ["patch"], "classes": [0, "disk"]}, "classes"),  # one class twice
     ],
 )
 def test_unknown_concepts_and_classes_fail_at_setup_naming_the_field(options, field: str) -> None:
