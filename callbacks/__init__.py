@@ -10,6 +10,7 @@ from callbacks.preemption import PreemptionCheckpoint
 from callbacks.probe import PeriodicProbeCallback, ProbeCallback, gather_rows, share_bounds
 from callbacks.robustness_evaluator import RobustnessEvaluator
 from callbacks.sanity_check import SanityCheck, SanityResult
+from callbacks.tcav_monitor import TCAVMonitor
 from callbacks.weight_average import WeightAverage
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "RobustnessEvaluator",
     "SanityCheck",
     "SanityResult",
+    "TCAVMonitor",
     "WeightAverage",
     "SaveConfigToRun",
     "gather_rows",

@@ -20,6 +20,7 @@ main process: the same seed gives the same data whatever the number of dataloade
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass
 
 import torch
@@ -41,6 +42,8 @@ SHAPES: tuple[str, ...] = (
     "half_disk",
 )
 _SPLIT_OFFSET = {"train": 0, "val": 1, "test": 2}
+#: The concept of the spurious checkerboard patch (the other concepts are the class shapes).
+PATCH_CONCEPT = "patch"
 
 
 @dataclass
@@ -81,6 +84,19 @@ def _shape_mask(kind: int, u: Tensor, v: Tensor) -> Tensor:
     if kind == 9:  # half disk, flat side up
         return (rho2 <= 1.0) & (v >= -0.1)
     raise ValueError(f"shape kind must be in [0, {len(SHAPES)}), got {kind}")
+
+
+def paste_spurious_patch(images: Tensor) -> tuple[Tensor, Tensor]:
+    """``images`` (N, C, s, s) with the spurious checkerboard patch (side max(3, s // 7), one
+    pixel from the top-left corner) pasted, and the patch's masks (N, 1, s, s) bool."""
+    s = images.shape[-1]
+    p = max(3, s // 7)
+    checker = ((torch.arange(p)[:, None] + torch.arange(p)[None, :]) % 2).to(images.dtype)  # (p, p)
+    pasted = images.clone()
+    pasted[:, :, 1 : 1 + p, 1 : 1 + p] = checker
+    masks = torch.zeros(images.shape[0], 1, s, s, dtype=torch.bool)
+    masks[:, :, 1 : 1 + p, 1 : 1 + p] = True
+    return pasted, masks
 
 
 def generate_shapes(
@@ -160,11 +176,8 @@ def generate_shapes(
             has_patch = (labels == spurious_class) & (draw < spurious_rate)
         else:
             has_patch = draw < spurious_rate / num_classes
-        p = max(3, s // 7)
-        checker = ((torch.arange(p)[:, None] + torch.arange(p)[None, :]) % 2).float()  # (p, p)
         rows = has_patch.nonzero().flatten()
-        images[rows, :, 1 : 1 + p, 1 : 1 + p] = checker
-        spurious_masks[rows, :, 1 : 1 + p, 1 : 1 + p] = True
+        images[rows], spurious_masks[rows] = paste_spurious_patch(images[rows])
         masks &= ~spurious_masks[:, 0]
 
     return ShapesTensors(images.clamp_(0.0, 1.0), labels, masks[:, None], spurious_masks)
@@ -295,6 +308,61 @@ class SyntheticShapes(ImageDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test")
+
+    # -- concept example sets (TCAV) ---------------------------------------------------------
+
+    def concept_names(self) -> list[str]:
+        """Concepts :meth:`concept_examples` can draw: the spurious patch and each class's shape."""
+        return [PATCH_CONCEPT, *self.class_names]
+
+    def _check_concept(self, concept: str) -> None:
+        if concept not in self.concept_names():
+            raise ValueError(f"concept must be one of {self.concept_names()}, got {concept!r}")
+
+    def _draw(self, n: int, role: str, seed: int) -> ShapesTensors:
+        """``n`` fresh images without the patch from the datamodule's generator, seeded by the
+        data seed, ``role`` and ``seed`` (crc32: the same in every process), apart from the splits."""
+        derived = zlib.crc32(f"concepts/{self.seed}/{role}/{seed}".encode())
+        return generate_shapes(n, self.num_classes, self.image_size, self.channels, seed=derived, noise=self.noise)
+
+    def _of_class(self, target: int, n: int, role: str, seed: int, exclude: bool = False) -> Tensor:
+        data = self._draw(n * self.num_classes, role, seed)  # labels are balanced: n of each class
+        rows = (data.labels != target) if exclude else (data.labels == target)
+        return data.images[rows][:n]
+
+    def concept_examples(self, concept: str, n: int, seed: int = 0) -> Tensor:
+        """(n, C, H, W) examples of ``concept``: for "patch", images of every class with the
+        spurious patch pasted; for a shape, images of the class that shape defines (no patch).
+
+        Raises:
+            ValueError: an unknown concept (the allowed names are listed) or n < 1.
+        """
+        self._check_concept(concept)
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        if concept == PATCH_CONCEPT:
+            return paste_spurious_patch(self._draw(n, "patch", seed).images)[0]
+        return self._of_class(self.class_names.index(concept), n, f"shape/{concept}", seed)
+
+    def random_examples(self, concept: str, n: int, seed: int = 0) -> Tensor:
+        """(n, C, H, W) random images without ``concept`` (TCAV's counter-examples): for "patch",
+        images of every class without the patch; for a shape, images of the other classes.
+        Different ``seed`` values give different sets."""
+        self._check_concept(concept)
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        if concept == PATCH_CONCEPT:
+            return self._draw(n, "random", seed).images
+        return self._of_class(self.class_names.index(concept), n, f"random/{concept}", seed, exclude=True)
+
+    def class_examples(self, target: int, n: int, seed: int = 0) -> Tensor:
+        """(n, C, H, W) images of class ``target`` without the patch (the inputs whose
+        directional derivatives TCAV counts)."""
+        if not 0 <= target < self.num_classes:
+            raise ValueError(f"target must be a class index in [0, {self.num_classes - 1}], got {target}")
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        return self._of_class(target, n, "class", seed)
 
     def _gather(self, dataset: Dataset, indices: Tensor) -> ProbeBatch:
         data = dataset.data  # type: ignore[attr-defined]

@@ -1,5 +1,5 @@
 """Compute a checked report (:class:`report.plan.ReportPlan`): the metrics table, the accuracy
-curve and the attributions of the figure.
+curve, the attributions of the figure and the concept heatmaps (CRP) of its first examples.
 
 Every number comes from the evaluation core, the same algorithms the monitoring callbacks call:
 :func:`evaluation.explanation_scores` (methods × metrics: one :func:`metrics.compute_metrics` call
@@ -62,6 +62,35 @@ class FigureData:
 
 
 @dataclass
+class ConceptFigureData:
+    """What the concept figure (CRP) shows.
+
+    Attributes:
+        x: (N, C, H, W) the examples, on the CPU.
+        labels: (N,) their labels.
+        targets: (N,) the explained classes.
+        indices: (N,) their indices in the test split.
+        layer: the layer whose channels are the concepts.
+        composite: the zennit composite of the LRP rules.
+        channels: (N, m) the most relevant channels, most relevant first.
+        relevance: (N, m) their relevance r_c.
+        total: (N,) the relevance of all the layer's channels.
+        heatmaps: (N, m, H, W) the channel-conditional input relevance, summed over the colour channels.
+    """
+
+    x: Tensor
+    labels: Tensor
+    targets: Tensor
+    indices: Tensor
+    layer: str
+    composite: str
+    channels: Tensor
+    relevance: Tensor
+    total: Tensor
+    heatmaps: Tensor
+
+
+@dataclass
 class ReportResult:
     """A computed report.
 
@@ -72,7 +101,8 @@ class ReportResult:
             first), or None when that metric was not computed.
         accuracy: the accuracy curve.
         figure: the figure's data.
-        seconds: wall time of each part (``metrics/<method>``, ``accuracy``, ``figure``).
+        seconds: wall time of each part (``metrics/<method>``, ``accuracy``, ``figure``, ``concepts``).
+        concepts: the concept figure's data, or None when it is off.
     """
 
     plan: ReportPlan
@@ -81,6 +111,7 @@ class ReportResult:
     accuracy: AccuracyCurve
     figure: FigureData
     seconds: dict[str, float]
+    concepts: ConceptFigureData | None = None
 
 
 def _batches(examples: ProbeBatch, batch_size: int) -> list[tuple[int, int]]:
@@ -146,6 +177,23 @@ def figure_data(plan: ReportPlan) -> FigureData:
     return FigureData(x.cpu(), y.cpu(), predicted.cpu(), plan.examples.indices[rows], maps)
 
 
+def concept_data(plan: ReportPlan) -> ConceptFigureData | None:
+    """The top channels of the concept figure's examples and their conditional heatmaps."""
+    if plan.crp is None or not plan.crp_rows:
+        return None
+    rows = torch.as_tensor(plan.crp_rows, dtype=torch.long)
+    x = plan.examples.x[rows].to(plan.device)
+    y = plan.examples.y[rows].to(plan.device)
+    with torch.no_grad():
+        predicted = plan.model(x).argmax(dim=1)
+    target = y if plan.settings.target == "label" else predicted
+    result = plan.crp(plan.model, x, target, top=plan.settings.crp_channels)
+    return ConceptFigureData(
+        x.cpu(), y.cpu(), target.cpu(), plan.examples.indices[rows], plan.crp.layer, plan.settings.crp_composite,
+        result.channels.cpu(), result.relevance.cpu(), result.total.cpu(), result.heatmaps.sum(dim=2).cpu(),
+    )  # fmt: skip
+
+
 def compute_report(plan: ReportPlan) -> ReportResult:
     """Compute everything ``plan`` describes (progress bars on stderr when ``settings.progress``)."""
     settings = plan.settings
@@ -169,7 +217,11 @@ def compute_report(plan: ReportPlan) -> ReportResult:
         start = time.perf_counter()
         figure = figure_data(plan)
         seconds["figure"] = time.perf_counter() - start
+        start = time.perf_counter()
+        concepts = concept_data(plan)
+        if concepts is not None:
+            seconds["concepts"] = time.perf_counter() - start
     layers = None
     if "randomisation" in plan.metrics:
         layers = list(reversed(parameter_layers(plan.model, plan.examples.x[:1].to(plan.device))))
-    return ReportResult(plan, table, layers, curve, figure, seconds)
+    return ReportResult(plan, table, layers, curve, figure, seconds, concepts)

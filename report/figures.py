@@ -4,6 +4,10 @@ display needed).
 - :func:`attribution_figure`: one column per example; the first row shows the input (title:
   label and prediction, red when wrong), each further row one method's map Σ_c |Φ_c|, scaled
   per image to its 99th percentile so that a few extreme pixels do not wash the map out.
+- :func:`concept_figure`: one row per example; the input, then the heatmap conditioned on each
+  of its most relevant channels (CRP), signed (red: evidence for the class, blue: against),
+  on one symmetric scale per example (its 99th percentile of |R|), titled with the channel and
+  its share of the layer's relevance.
 - :func:`accuracy_plot`: accuracy under each attack against ε, the per-example worst case over
   all of them (and over ε' ≤ ε where it differs), and the recipe's evaluation ε marked.
 """
@@ -17,7 +21,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from report.compute import AccuracyCurve, FigureData
+from report.compute import AccuracyCurve, ConceptFigureData, FigureData
 
 CELL_INCHES = 1.5
 PERCENTILE = 0.99
@@ -60,6 +64,31 @@ def attribution_figure(data: FigureData, class_names: Sequence[str], path: Path,
         ax.set_yticks([])
     if title:
         figure.suptitle(title, fontsize=10)
+    figure.savefig(path, dpi=100)
+
+
+def concept_figure(data: ConceptFigureData, class_names: Sequence[str], path: Path, title: str = "") -> None:
+    """Write the concept figure (PNG) of ``data`` to ``path``."""
+    n, m = int(data.channels.shape[0]), int(data.channels.shape[1])
+    figure = Figure(figsize=(CELL_INCHES * (m + 1) + 0.6, CELL_INCHES * n + 0.9), layout="constrained")
+    axes = figure.subplots(n, m + 1, squeeze=False)
+    for i in range(n):
+        ax = axes[i, 0]
+        ax.imshow(_image(data.x[i]).numpy(), cmap="gray", vmin=0.0, vmax=1.0)
+        ax.set_title(f"#{int(data.indices[i])}\nexplained: {class_names[int(data.targets[i])]}", fontsize=8)
+        scale = float(torch.quantile(data.heatmaps[i].abs().flatten().float(), PERCENTILE).clamp_min(1e-12))
+        total = float(data.total[i])
+        for j in range(m):
+            share = float(data.relevance[i, j]) / total if total != 0 else float("nan")
+            axes[i, j + 1].imshow(data.heatmaps[i, j].numpy(), cmap="bwr", vmin=-scale, vmax=scale)
+            axes[i, j + 1].set_title(f"channel {int(data.channels[i, j])}: {share:.0%}", fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    figure.suptitle(
+        (f"{title}\n" if title else "") + f"CRP: top channels of {data.layer} ({data.composite}), share of the layer's relevance",
+        fontsize=9,
+    )
     figure.savefig(path, dpi=100)
 
 

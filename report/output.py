@@ -4,6 +4,8 @@
     report.md             the same as tables: accuracy against ε, methods × metrics
     attributions.png      inputs and each method's maps for a few test examples
     accuracy_vs_eps.png   accuracy under each attack against ε, and the worst case
+    concepts.png          CRP: heatmaps of the most relevant channels of a layer, first examples
+                          (left out with crp_examples 0)
 
 When PGD on the cross-entropy leaves more than 5 points more examples standing than AutoAttack
 (or, without AutoAttack, than the strongest other attack) at some ε, the report says so in bold:
@@ -31,7 +33,7 @@ from lightning_modules.backbones import backbone_label
 from metrics import metric_spec
 from report.compute import ReportResult
 from report.plan import FAST_PROFILE, ReportPlan
-from report.figures import accuracy_plot, attribution_figure
+from report.figures import accuracy_plot, attribution_figure, concept_figure
 
 REPORT_FORMAT = "robustlens-report"
 REPORT_VERSION = 2
@@ -42,6 +44,7 @@ FILES = {
     "markdown": "report.md",
     "figure": "attributions.png",
     "plot": "accuracy_vs_eps.png",
+    "concepts": "concepts.png",
 }
 
 
@@ -190,13 +193,14 @@ def report_record(result: ReportResult) -> dict[str, Any]:
             },
             "higher_is_better": {name: metric_spec(name).higher_is_better for name in plan.metrics},
             "randomisation_layers": result.randomisation_layers,
+            "concepts": concepts_record(result),
             "seconds": {**result.seconds, "total": sum(result.seconds.values())},
             "environment": {
                 "torch": str(torch.__version__),
                 "threads": torch.get_num_threads(),
                 "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             },
-            "files": FILES,
+            "files": {key: name for key, name in FILES.items() if key != "concepts" or result.concepts is not None},
         }
     )
 
@@ -306,10 +310,35 @@ def report_markdown(record: dict[str, Any]) -> str:
     lines += ["", "Settings:", ""]
     lines += [f"- method `{name}`: {_options(options)}" for name, options in settings["methods"].items()]
     lines += [f"- metric `{name}`: {_options(options)}" for name, options in settings["metrics"].items()]
-    lines += ["", "## Attributions", "", f"![attributions]({FILES['figure']})", "", "## Time", ""]
+    lines += ["", "## Attributions", "", f"![attributions]({FILES['figure']})"]
+    concepts = record.get("concepts")
+    if concepts is not None:
+        lines += [
+            "", "## Concepts (CRP)", "",
+            f"Heatmaps conditioned on the {len(concepts['channels'][0])} most relevant channels of `{concepts['layer']}` "
+            f"(LRP with zennit's `{concepts['composite']}`; the title gives each channel's share of the layer's relevance).",
+            "", f"![concepts]({FILES['concepts']})",
+        ]  # fmt: skip
+    lines += ["", "## Time", ""]
     lines += ["| part | seconds |", "|---|---|"]
     lines += [f"| {part} | {seconds:.1f} |" for part, seconds in record["seconds"].items()]
     return "\n".join(lines) + "\n"
+
+
+def concepts_record(result: ReportResult) -> dict[str, Any] | None:
+    """The concept figure's numbers (examples, channels and their relevance), or None."""
+    data = result.concepts
+    if data is None:
+        return None
+    return {
+        "layer": data.layer,
+        "composite": data.composite,
+        "examples": data.indices.tolist(),
+        "explained": data.targets.tolist(),
+        "channels": data.channels.tolist(),
+        "relevance": data.relevance.tolist(),
+        "layer_relevance": data.total.tolist(),
+    }
 
 
 def write_report(result: ReportResult, out_dir: str | Path) -> dict[str, Any]:
@@ -327,4 +356,6 @@ def write_report(result: ReportResult, out_dir: str | Path) -> dict[str, Any]:
             title=f"{title}; maps Σ_c |Φ_c| of the {explained}",
         )  # fmt: skip
         accuracy_plot(result.accuracy, plan.norm, staging / FILES["plot"], recipe_eval_eps(result), title=title)
+        if result.concepts is not None:
+            concept_figure(result.concepts, plan.datamodule.class_names, staging / FILES["concepts"], title=title)
     return record

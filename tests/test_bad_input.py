@@ -273,6 +273,12 @@ CASES = {
         ["trainer.callbacks", "ExplanationMonitor", "relevance_mass"],
         prepare=lambda inputs, checkpoint: write_png_folder(inputs / "images", {"circle": 80, "square": 80}, size=(28, 28)),
     ),
+    "unknown TCAV concept": Case(
+        [_extra_callback("TCAVMonitor", concepts=["stripes"])], ["trainer.callbacks", "TCAVMonitor", "concepts", "patch", "stripes"]
+    ),
+    "one TCAV random set": Case(
+        [_extra_callback("TCAVMonitor", concepts=["patch"], random_sets=1)], ["trainer.callbacks[6].init_args.random_sets", ">= 2"]
+    ),
     "missing checkpoint": Case(["--ckpt_path={in}/none.ckpt"], ["ckpt_path", "none.ckpt"], subcommand="validate"),
     "truncated checkpoint": Case(
         ["--ckpt_path={in}/model.ckpt"], ["ckpt_path", "model.ckpt"], prepare=_truncated_checkpoint, subcommand="validate"

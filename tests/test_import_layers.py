@@ -171,7 +171,7 @@ def test_the_ground_floor_imports_only_torch_and_the_standard_library() -> None:
     assert not outside, "common/ must import only torch and the standard library:\n" + "\n".join(outside)
 
 
-PLAIN_PYTORCH = ("common", "attacks", "attributions", "losses", "metrics", "evaluation")
+PLAIN_PYTORCH = ("common", "attacks", "attributions", "concepts", "losses", "metrics", "evaluation")
 # Lightning, and the packages of robustlens built on it.
 LIGHTNING_SIDE = (
     "pytorch_lightning", "lightning", "lightning_fabric",
@@ -180,7 +180,7 @@ LIGHTNING_SIDE = (
 
 
 def test_the_building_blocks_import_nothing_from_lightning() -> None:
-    """attacks, attributions, losses, metrics, evaluation and common work on any nn.Module (a
+    """attacks, attributions, concepts, losses, metrics, evaluation and common work on any nn.Module (a
     notebook can use them on an exported model): none imports Lightning or a package built on it."""
     found = [
         f"{path.relative_to(ROOT)}:{line} imports {name}"
@@ -241,7 +241,7 @@ def _third_party_roots() -> list[str]:
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_every_package_imports_alone_in_a_fresh_interpreter() -> None:
     names = _top_level_names()
-    assert {"attacks", "attributions", "cli", "common", "metrics", "train"} <= set(names)
+    assert {"attacks", "attributions", "cli", "common", "concepts", "metrics", "train"} <= set(names)
     result = subprocess.run(
         [sys.executable, "-c", _IMPORT_EACH, json.dumps(names), json.dumps(_third_party_roots())],
         cwd=ROOT,

@@ -134,7 +134,14 @@ def test_report_writes_the_table_the_figure_and_the_plot(default_report: Path) -
     assert float(rows[0][1]) == pytest.approx(record["accuracy"]["clean"], abs=1e-3)
     assert FILES["figure"] in text and FILES["plot"] in text
 
-    for name in ("figure", "plot"):
+    # The concept figure: the first 4 figure examples, the 3 most relevant channels of each.
+    concepts = record["concepts"]
+    assert concepts["examples"] == settings["figure_examples"][:4] and concepts["composite"] == "epsilon_plus_flat"
+    for channels, relevance, total in zip(concepts["channels"], concepts["relevance"], concepts["layer_relevance"]):
+        assert len(set(channels)) == 3 and relevance == sorted(relevance, reverse=True)
+    assert FILES["concepts"] in text
+
+    for name in ("figure", "plot", "concepts"):
         data = (default_report / FILES[name]).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n"
         width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
@@ -244,6 +251,10 @@ def test_data_from_a_recipe_file_and_init_args_override_and_overwrite(model_file
         (["--config", "{ckpt_path: CKPT, methods: [saliency, salincy]}"], "--methods", ["salincy", "grad_cam"]),
         (["--ckpt_path", "CKPT", "--config", "{data: {init_args: {test_size: 0}}}"], "--data.init_args.test_size", [">= 1"]),
         (["--ckpt_path", "CKPT", "--target", "labels"], "target", ["labels"]),
+        (["--ckpt_path", "CKPT", "--crp_layer", "net.nowhere"], "crp_layer", ["net.nowhere"]),
+        (["--ckpt_path", "CKPT", "--crp_composite", "epsilon_gamma_box"], "crp_composite", ["epsilon_plus_flat"]),
+        (["--ckpt_path", "CKPT", "--crp_channels", "1000"], "crp_channels", ["1000"]),
+        (["--ckpt_path", "CKPT", "--figure_examples", "2", "--crp_examples", "3"], "crp_examples", ["figure_examples"]),
         (["--ckpt_path", "CKPT", "--config", f"{{data: {REPO / 'configs' / 'quickstart.yaml'}}}"], "--data",
          ["recipe", f"--data {REPO / 'configs' / 'quickstart.yaml'}"]),
     ],
