@@ -130,6 +130,11 @@ class AttributionMethod(ABC):
             attribution = self.attribute(model, inputs, target)  # type: ignore[arg-type]
         return attribution if self.create_graph else attribution.detach()
 
+    def check_model(self, model: nn.Module) -> None:
+        """Raise a ValueError naming the problem when the method cannot explain ``model`` (a
+        layer it does not have, an architecture its rules do not cover); nothing by default.
+        Cheap: callers (the report's plan) run it before any work starts."""
+
     @abstractmethod
     def attribute(self, model: nn.Module, inputs: Tensor, target: Tensor) -> Tensor:
         """The attribution of ``target`` for ``inputs`` (called by ``__call__``)."""

@@ -63,7 +63,7 @@ from jsonargparse import ArgumentParser
 from torch import nn
 
 from attacks import NORMS, PGD, AutoAttack
-from attributions import AttributionMethod, GradCAM, attribution_name, attribution_names, attribution_options, build_attribution
+from attributions import AttributionMethod, attribution_name, attribution_names, attribution_options, build_attribution
 from datamodules import ImageDataModule, ProbeBatch
 from export import CheckpointError
 from metrics import METRIC_NAMES, check_metric, metric_spec
@@ -550,11 +550,10 @@ def plan_report(settings: ReportSettings, source: Source | None = None) -> Repor
     metrics, metric_options = _metrics(settings, examples, source)
     model = source.loaded.model.to(device).eval()
     for name, method in methods.items():
-        if isinstance(method, GradCAM):
-            try:
-                method.find_layer(model)
-            except ValueError as error:
-                raise ReportError("method_options", f"method_options of {name!r} must fit the model: {error}") from error
+        try:
+            method.check_model(model)
+        except ValueError as error:
+            raise ReportError("method_options", f"method_options of {name!r} must fit the model: {error}") from error
     return ReportPlan(
         settings=settings,
         source=source,
