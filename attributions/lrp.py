@@ -19,8 +19,9 @@ Composites (``composite``), zennit's names:
   other convolutions, ε on the dense layers.
 - "epsilon_gamma_box" (Montavon et al. 2019's recipe): z^B on the first convolution with the
   [0, 1] pixel bounds, γ on the other convolutions, ε on the dense layers.
-- "epsilon": the ε-rule on every layer (ε-LRP of Bach et al.; ``epsilon`` → 0 with no biases
-  gives input × gradient on ReLU networks, Ancona et al., ICLR 2018).
+- "epsilon": the ε-rule on every layer, sums and average pools included (ε-LRP of Bach et
+  al.; ``epsilon`` → 0 with no biases gives input × gradient on ReLU networks, Ancona et al.,
+  ICLR 2018).
 
 Everywhere: activations pass relevance on (zennit's Pass), average pooling and zennit's ``Sum``
 redistribute it in proportion to their inputs, max-pooling passes it to the maximum (its
@@ -197,7 +198,8 @@ class LRP(AttributionMethod, name="lrp"):
         if self.composite == "epsilon_gamma_box":
             low, high = first_layer_bounds(model, first, x)
             return EpsilonGammaBox(low=low, high=high, epsilon=self.epsilon, gamma=self.gamma, layer_map=layer_map, canonizers=canonizers)
-        rules = layer_map + layer_map_base() + [(ZennitLinear, Epsilon(epsilon=self.epsilon))]
+        # The sums and average pools take the same ε: the ε-rule on a layer of unit weights.
+        rules = layer_map + layer_map_base(self.epsilon) + [(ZennitLinear, Epsilon(epsilon=self.epsilon))]
         return LayerMapComposite(layer_map=rules, canonizers=canonizers)
 
     def attribute(self, model: nn.Module, inputs: Tensor, target: Tensor) -> Tensor:
