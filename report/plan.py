@@ -10,8 +10,9 @@ Defaults (each overridable):
   1 000 for the accuracy curve (idem), 8 in the figure; drawn by ``probe_batch(n, seed,
   "test")``, so the smaller sets are subsets of the larger.
 - methods (:func:`default_methods`, the registry's "report" list): saliency, input × gradient,
-  integrated gradients, SmoothGrad, Grad-CAM, guided backprop, and the two controls (edge
-  detector, uniform noise) that any explanation worth its name should beat; a method class joins
+  integrated gradients, SmoothGrad, Grad-CAM, guided backprop, LRP (EpsilonPlusFlat),
+  DeepLIFT-Rescale, occlusion, Grad-CAM++, Score-CAM, and the two controls (edge detector,
+  uniform noise) that any explanation worth its name should beat; a method class joins
   it unless its class statement says otherwise (:mod:`attributions.base`). SmoothGrad² and
   VarGrad are left out by default: they cost as much as SmoothGrad and repeat its story.
 - metrics (:data:`DEFAULT_METRICS`): one per question: is the explanation stable under noise
@@ -42,7 +43,7 @@ Defaults (each overridable):
 
 ``--fast`` (:data:`FAST_PROFILE`) changes the defaults above, never an option given explicitly:
 8 midpoint points for integrated gradients (maps within about 12 % of the fine sum), fewer noise
-samples in SmoothGrad (5), max-sensitivity (3) and infidelity (10), 10 deletion/insertion steps,
+samples in SmoothGrad (5), occlusion's 4 × 4 windows without overlap (stride 4), max-sensitivity (3) and infidelity (10), 10 deletion/insertion steps,
 5 PGD steps in ``topk_intersection@pgd``, the accuracy curve on 200 examples at
 ε ∈ E·{0, ½, 1, 2} under PGD-10 on the cross-entropy and on the margin
 only (no AutoAttack: its robust accuracies are then upper bounds), 4 examples in the figure.
@@ -100,7 +101,7 @@ DEFAULT_METHOD_OPTIONS: dict[str, dict[str, Any]] = {"integrated_gradients": {"s
 #: What ``--fast`` changes: each entry replaces the default of the option of that name (an
 #: option given explicitly wins; ``method_options`` and ``metric_options`` are merged per key).
 FAST_PROFILE: dict[str, Any] = {
-    "method_options": {"integrated_gradients": {"steps": 8}, "smoothgrad": {"n_samples": 5}},
+    "method_options": {"integrated_gradients": {"steps": 8}, "smoothgrad": {"n_samples": 5}, "occlusion": {"stride": 4}},
     "metric_options": {"topk_intersection@pgd": {"steps": 5}, "max_sensitivity": {"n_samples": 3},
                        "infidelity": {"n_samples": 10}, "deletion_auc": {"steps": 10}, "insertion_auc": {"steps": 10}},
     "attacks": ("pgd-ce", "pgd-margin"),
