@@ -103,6 +103,9 @@ class AttributionMethod(ABC):
 
     #: whether the method's result depends on the model at all (the edge and random controls do not)
     uses_model: bool = True
+    #: whether :meth:`with_create_graph` gives a result differentiable in the input and the
+    #: weights (methods built on modified backward passes or on forward passes alone are not)
+    differentiable: bool = True
     #: every method by name (filled by the subclasses' class statements and :func:`register_method`)
     registry: ClassVar[NameRegistry[AttributionMethod]] = NameRegistry("method")
     #: name -> the default lists (:data:`DEFAULT_LISTS`) it belongs to
@@ -141,7 +144,17 @@ class AttributionMethod(ABC):
 
     def with_create_graph(self: Method, create_graph: bool = True) -> Method:
         """A copy of this method with ``create_graph`` set (an attack on the explanation needs
-        a differentiable version of the method it attacks)."""
+        a differentiable version of the method it attacks).
+
+        Raises:
+            ValueError: ``create_graph`` asked of a method that is not :attr:`differentiable`
+                (rather than an attack that silently never moves).
+        """
+        if create_graph and not self.differentiable:
+            raise ValueError(
+                f"method {type(self).__name__} is not differentiable (create_graph): an attack on its explanation "
+                f"or a loss on it needs one of {differentiable_names()}"
+            )
         clone = copy.copy(self)
         clone.create_graph = bool(create_graph)
         return clone
@@ -182,6 +195,12 @@ class GradientAttribution(AttributionMethod):
         # independent in eval mode); only the input's gradient is computed.
         (grad,) = torch.autograd.grad(score.sum(), [x], create_graph=self.create_graph)
         return grad
+
+
+def differentiable_names() -> tuple[str, ...]:
+    """The registered names whose methods give differentiable results (:attr:`AttributionMethod.differentiable`)."""
+    registry = AttributionMethod.registry
+    return tuple(n for n in registry.names() if registry.entry(n).cls.differentiable)
 
 
 def register_method(name: str, cls: type[AttributionMethod], *, default_in: Sequence[str] = DEFAULT_IN, **fixed: Any) -> None:

@@ -113,6 +113,8 @@ class DeepLiftRescale(AttributionMethod, name="deeplift"):
         model_mode: "eval", "train" or None (leave the model as it is).
     """
 
+    differentiable = False
+
     def __init__(self, baseline: Baseline = "zero", blur_sigma: float = 5.0, model_mode: ModelMode | None = "eval") -> None:
         super().__init__(model_mode)
         if baseline not in BASELINES:

@@ -167,6 +167,8 @@ class LRP(AttributionMethod, name="lrp"):
             assumes), "train" or None.
     """
 
+    differentiable = False
+
     def __init__(
         self,
         composite: CompositeName = "epsilon_plus_flat",

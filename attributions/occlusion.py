@@ -57,6 +57,8 @@ class Occlusion(AttributionMethod, name="occlusion"):
         model_mode: "eval", "train" or None (leave the model as it is).
     """
 
+    differentiable = False
+
     def __init__(
         self,
         window: int = 4,

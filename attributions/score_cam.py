@@ -57,6 +57,8 @@ class ScoreCAM(AttributionMethod, name="score_cam"):
         model_mode: "eval", "train" or None (leave the model as it is).
     """
 
+    differentiable = False
+
     def __init__(
         self,
         layer: str | None = None,

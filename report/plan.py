@@ -549,6 +549,14 @@ def plan_report(settings: ReportSettings, source: Source | None = None) -> Repor
     examples = datamodule.probe_batch(n, seed=settings.seed, split="test")
     accuracy_examples = datamodule.probe_batch(n_accuracy, seed=settings.seed, split="test")
     metrics, metric_options = _metrics(settings, examples, source)
+    attacked = [m for m in metrics if m.endswith("@topk_attack")]
+    fixed = [name for name, method in methods.items() if not method.differentiable]
+    if attacked and fixed:
+        raise ReportError(
+            "metrics",
+            f"metrics {attacked} attack the explanation through its gradient, which methods {fixed} do not have; "
+            "leave those metrics out or those methods (--methods)",
+        )
     model = source.loaded.model.to(device).eval()
     for name, method in methods.items():
         try:

@@ -213,6 +213,7 @@ def test_captum_deeplift_occlusion_and_epsilon_lrp_agree() -> None:
     captum_attr = pytest.importorskip("captum.attr")
     x, target = torch.rand(3, 3, 8, 8, dtype=torch.float64), torch.tensor([0, 2, 1])
     model = BiasedNet(pool=False).double().eval()
+    x = x.requires_grad_(True)  # as Captum wants its inputs (ours are left as found)
     reference = captum_attr.DeepLift(model).attribute(x, target=target, baselines=torch.zeros_like(x))
     torch.testing.assert_close(DeepLiftRescale()(model, x, target), reference)
     blurred = DeepLiftRescale(baseline="blur", blur_sigma=1.0)
@@ -333,6 +334,19 @@ def test_lrp_refuses_a_model_its_canonizers_would_change_naming_it() -> None:
 
 
 # -- registry, callbacks, panels, sanity check ----------------------------------------------------
+
+
+def test_methods_without_a_differentiable_result_refuse_create_graph_and_the_top_k_attack() -> None:
+    """Rather than an attack whose gradient is silently zero (an explanation that looks
+    perfectly robust); Grad-CAM++ keeps its graph."""
+    from metrics import compute_metric
+
+    model, x = bias_free_relu_net().float(), torch.rand(2, 1, 8, 8)
+    for name in ("lrp", "deeplift", "occlusion", "score_cam"):
+        with pytest.raises(ValueError, match=f"is not differentiable .create_graph.: an attack on its explanation or a loss on it needs one of .*'saliency'"):
+            compute_metric("topk_intersection@topk_attack", model, x, None, build_attribution(name), eps=0.1, steps=1)
+    phi = build_attribution("grad_cam_plus_plus", layer="4", create_graph=True)(model, x.requires_grad_(True))
+    assert phi.requires_grad
 
 
 def test_the_new_methods_are_registered_in_the_report_list_and_not_the_callbacks() -> None:
