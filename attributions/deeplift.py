@@ -21,9 +21,9 @@ knows and is the reference in the tests.
 
 Reached: ``nn.ReLU``, ``nn.ReLU6``, ``nn.LeakyReLU``, ``nn.ELU``, ``nn.Softplus``, ``nn.Tanh``,
 ``nn.Sigmoid`` modules (as for guided backprop, ``F.relu`` calls inside ``forward`` are not;
-every robustlens backbone uses modules). Max-pooling and softmax layers keep their gradient,
-as in Ancona et al.'s DeepExplain (Captum has a Rescale-like rule for max-pooling as well; the
-two agree on networks without max-pooling). The Normalize first layer is affine, so its
+every robustlens backbone uses modules). Max-pooling and softmax layers keep their gradient
+(Captum applies its own rule to max-pooling; the two agree on networks without max-pooling, and
+are compared there in the tests). The Normalize first layer is affine, so its
 multiplier is its derivative 1/std, and the attribution is in pixel space. On a ReLU network
 without biases and a zero baseline every multiplier equals the derivative (Ancona et al., ICLR
 2018), so DeepLIFT-Rescale is input × gradient.

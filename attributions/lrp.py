@@ -35,8 +35,7 @@ How robustlens's models are handled:
   normalised value. z^B's bounds are those of the first linear layer's input, the normalised
   images of an all-0 and an all-1 input (so the box is [0, 1] in pixel space).
 - A last softmax or log-softmax module (``ismail2021_mnist``) is skipped: the relevance enters
-  at its input, the target's logit (LRP explains scores, not probabilities; Montavon et al.
-  2018).
+  at its input, the target's logit (LRP explains scores, not probabilities).
 - Residual blocks: a plain ``out + shortcut`` would hand each summand the whole relevance. The
   pre-activation blocks of ``preact_resnet18`` and the WideResNets (``wrn28_10``,
   ``wrn34_10``) and torchvision's ResNet blocks are canonized so that the sum is zennit's ``Sum``
