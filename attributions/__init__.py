@@ -17,6 +17,11 @@ from attributions.integrated_gradients import BASELINES, QUADRATURES, Integrated
 from attributions.smoothgrad import NOISE_TUNNELS, SmoothGrad
 from attributions.grad_cam import GradCAM, conv_layer_names, default_gradcam_layer
 from attributions.guided_backprop import GuidedBackprop, guided_relus
+from attributions.lrp import COMPOSITES, LRP
+from attributions.deeplift import DeepLiftRescale, rescale_rule
+from attributions.occlusion import Occlusion
+from attributions.grad_cam_plus_plus import GradCAMPlusPlus
+from attributions.score_cam import CHANNEL_WEIGHTS, ScoreCAM
 from attributions.controls import EdgeDetector, RandomAttribution
 from attributions.maps import MAP_REDUCTIONS, MapReduction, pixel_map
 from attributions.registry import (
@@ -29,20 +34,27 @@ from attributions.registry import (
 
 __all__ = [
     "BASELINES",
+    "CHANNEL_WEIGHTS",
+    "COMPOSITES",
     "DEFAULT_LISTS",
     "MAP_REDUCTIONS",
     "NOISE_TUNNELS",
     "QUADRATURES",
+    "LRP",
     "AttributionMethod",
+    "DeepLiftRescale",
     "EdgeDetector",
     "GradCAM",
+    "GradCAMPlusPlus",
     "GradientAttribution",
     "GuidedBackprop",
     "InputXGradient",
     "IntegratedGradients",
     "MapReduction",
+    "Occlusion",
     "RandomAttribution",
     "Saliency",
+    "ScoreCAM",
     "SmoothGrad",
     "attribution_name",
     "attribution_names",
@@ -54,6 +66,7 @@ __all__ = [
     "guided_relus",
     "pixel_map",
     "register_method",
+    "rescale_rule",
 ]
 
 _RETIRED = {

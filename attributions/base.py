@@ -103,6 +103,12 @@ class AttributionMethod(ABC):
 
     #: whether the method's result depends on the model at all (the edge and random controls do not)
     uses_model: bool = True
+    #: whether :meth:`with_create_graph` gives a result differentiable in the input and the
+    #: weights (methods built on modified backward passes or on forward passes alone are not)
+    differentiable: bool = True
+    #: whether one call costs many forward passes per image (occlusion's windows, Score-CAM's
+    #: channels): a ``--fast`` report leaves such methods out of its default list.
+    costly: bool = False
     #: every method by name (filled by the subclasses' class statements and :func:`register_method`)
     registry: ClassVar[NameRegistry[AttributionMethod]] = NameRegistry("method")
     #: name -> the default lists (:data:`DEFAULT_LISTS`) it belongs to
@@ -130,13 +136,28 @@ class AttributionMethod(ABC):
             attribution = self.attribute(model, inputs, target)  # type: ignore[arg-type]
         return attribution if self.create_graph else attribution.detach()
 
+    def check_model(self, model: nn.Module) -> None:
+        """Raise a ValueError naming the problem when the method cannot explain ``model`` (a
+        layer it does not have, an architecture its rules do not cover); nothing by default.
+        Cheap: callers (the report's plan) run it before any work starts."""
+
     @abstractmethod
     def attribute(self, model: nn.Module, inputs: Tensor, target: Tensor) -> Tensor:
         """The attribution of ``target`` for ``inputs`` (called by ``__call__``)."""
 
     def with_create_graph(self: Method, create_graph: bool = True) -> Method:
         """A copy of this method with ``create_graph`` set (an attack on the explanation needs
-        a differentiable version of the method it attacks)."""
+        a differentiable version of the method it attacks).
+
+        Raises:
+            ValueError: ``create_graph`` asked of a method that is not :attr:`differentiable`
+                (rather than an attack that silently never moves).
+        """
+        if create_graph and not self.differentiable:
+            raise ValueError(
+                f"method {type(self).__name__} is not differentiable (create_graph): an attack on its explanation "
+                f"or a loss on it needs one of {differentiable_names()}"
+            )
         clone = copy.copy(self)
         clone.create_graph = bool(create_graph)
         return clone
@@ -177,6 +198,12 @@ class GradientAttribution(AttributionMethod):
         # independent in eval mode); only the input's gradient is computed.
         (grad,) = torch.autograd.grad(score.sum(), [x], create_graph=self.create_graph)
         return grad
+
+
+def differentiable_names() -> tuple[str, ...]:
+    """The registered names whose methods give differentiable results (:attr:`AttributionMethod.differentiable`)."""
+    registry = AttributionMethod.registry
+    return tuple(n for n in registry.names() if registry.entry(n).cls.differentiable)
 
 
 def register_method(name: str, cls: type[AttributionMethod], *, default_in: Sequence[str] = DEFAULT_IN, **fixed: Any) -> None:

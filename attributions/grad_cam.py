@@ -83,6 +83,15 @@ def default_gradcam_layer(model: nn.Module) -> str:
     return leaves[convs[-1]][0]
 
 
+def resolve_layer(model: nn.Module, layer: str | None) -> str:
+    """``layer``, or the model's Grad-CAM layer when None, checked to be a module of ``model``
+    (a ValueError names the convolutions otherwise)."""
+    name = default_gradcam_layer(model) if layer is None else layer
+    if name not in dict(model.named_modules()):
+        raise ValueError(f"layer must be a module of the model (convolutions: {conv_layer_names(model)}), got {name!r}")
+    return name
+
+
 def activation_reshape(model: nn.Module, layer: str) -> Callable[[Tensor], Tensor] | None:
     """The ``gradcam_reshape`` of the innermost submodule of ``model`` that holds ``layer``, or None."""
     found = None
@@ -121,39 +130,59 @@ class GradCAM(GradientAttribution, name="grad_cam"):
 
     def layer_name(self, model: nn.Module) -> str:
         """The name of the module whose activations are explained (a ValueError names the choices)."""
-        name = default_gradcam_layer(model) if self.layer is None else self.layer
-        if name not in dict(model.named_modules()):
-            raise ValueError(
-                f"layer must be a module of the model (convolutions: {conv_layer_names(model)}), got {name!r}"
-            )
-        return name
+        return resolve_layer(model, self.layer)
 
     def find_layer(self, model: nn.Module) -> nn.Module:
         """The module whose activations are explained (raises a ValueError naming the choices)."""
         return model.get_submodule(self.layer_name(model))
 
+    def check_model(self, model: nn.Module) -> None:
+        """Raise a ValueError naming the choices when the layer is not a module of ``model``."""
+        self.find_layer(model)
+
+    def channel_weights(self, activations: Tensor, grad: Tensor) -> Tensor:
+        """Grad-CAM's α_k = mean_{u,v} ∂f_t/∂A_k[u, v]: (B, K, h, w) each -> (B, K, 1, 1)."""
+        return grad.mean(dim=(2, 3), keepdim=True)
+
     def attribute(self, model: nn.Module, inputs: Tensor, target: Tensor) -> Tensor:
-        name = self.layer_name(model)
-        layer = model.get_submodule(name)
         x = self._input(inputs)  # requires grad, so the activations are in a graph even with frozen weights
-        captured: list[Tensor] = []
-        handle = layer.register_forward_hook(lambda module, args, output: captured.append(output))
-        try:
-            logits = model(x)
-        finally:
-            handle.remove()
-        reshape = activation_reshape(model, name) or (lambda t: t)
-        if len(captured) != 1 or not isinstance(captured[0], Tensor) or reshape(captured[0]).dim() != 4:
-            raise ValueError(
-                f"layer must be a module called once per forward with a (B, K, h, w) output, "
-                f"got {name!r} called {len(captured)} times"
-            )
+        name = self.layer_name(model)
+        logits, raw = layer_output(model, name, x)
         score = select_logits(logits, target)  # (B,)
-        (grad,) = torch.autograd.grad(score.sum(), [captured[0]], create_graph=self.create_graph)
-        activations, grad = reshape(captured[0]), reshape(grad)  # (B, K, h, w) each
-        alpha = grad.mean(dim=(2, 3), keepdim=True)  # (B, K, 1, 1)
-        cam = (alpha * activations).sum(dim=1, keepdim=True)  # (B, 1, h, w)
+        (grad,) = torch.autograd.grad(score.sum(), [raw], create_graph=self.create_graph)
+        reshape = activation_reshape(model, name) or (lambda t: t)
+        activations, grad = reshape(raw), reshape(grad)  # (B, K, h, w) each
+        cam = (self.channel_weights(activations, grad) * activations).sum(dim=1, keepdim=True)  # (B, 1, h, w)
         if self.relu:
             cam = F.relu(cam)
-        cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)  # (B, 1, H, W)
-        return (cam / x.shape[1]).expand(-1, x.shape[1], -1, -1).contiguous()  # (B, C, H, W)
+        return spread_over_input(cam, x)
+
+
+def layer_output(model: nn.Module, name: str, x: Tensor) -> tuple[Tensor, Tensor]:
+    """The logits of ``model(x)`` and the output of its module ``name``, in the same graph.
+
+    Raises:
+        ValueError: the module is not called exactly once per forward, or its output (after the
+            model's ``gradcam_reshape``, if any) is not a (B, K, h, w) map.
+    """
+    layer = model.get_submodule(name)
+    captured: list[Tensor] = []
+    handle = layer.register_forward_hook(lambda module, args, output: captured.append(output))
+    try:
+        logits = model(x)
+    finally:
+        handle.remove()
+    reshape = activation_reshape(model, name) or (lambda t: t)
+    if len(captured) != 1 or not isinstance(captured[0], Tensor) or reshape(captured[0]).dim() != 4:
+        raise ValueError(
+            f"layer must be a module called once per forward with a (B, K, h, w) output, "
+            f"got {name!r} called {len(captured)} times"
+        )
+    return logits, captured[0]
+
+
+def spread_over_input(cam: Tensor, x: Tensor) -> Tensor:
+    """A (B, 1, h, w) map upsampled bilinearly to ``x``'s H × W and spread evenly over its C
+    channels (each holds CAM / C, so the channel sum is the CAM): (B, C, H, W)."""
+    cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)  # (B, 1, H, W)
+    return (cam / x.shape[1]).expand(-1, x.shape[1], -1, -1).contiguous()

@@ -111,6 +111,10 @@ class SmoothGrad(AttributionMethod):
         clone.create_graph = clone.base.create_graph
         return clone
 
+    def check_model(self, model: nn.Module) -> None:
+        """The base method's check."""
+        self.base.check_model(model)
+
     def attribute(self, model: nn.Module, inputs: Tensor, target: Tensor) -> Tensor:
         x = inputs if self.create_graph else inputs.detach()
         flat = x.detach().flatten(1)

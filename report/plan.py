@@ -10,8 +10,9 @@ Defaults (each overridable):
   1 000 for the accuracy curve (idem), 8 in the figure; drawn by ``probe_batch(n, seed,
   "test")``, so the smaller sets are subsets of the larger.
 - methods (:func:`default_methods`, the registry's "report" list): saliency, input × gradient,
-  integrated gradients, SmoothGrad, Grad-CAM, guided backprop, and the two controls (edge
-  detector, uniform noise) that any explanation worth its name should beat; a method class joins
+  integrated gradients, SmoothGrad, Grad-CAM, guided backprop, LRP (EpsilonPlusFlat),
+  DeepLIFT-Rescale, occlusion, Grad-CAM++, Score-CAM, and the two controls (edge detector,
+  uniform noise) that any explanation worth its name should beat; a method class joins
   it unless its class statement says otherwise (:mod:`attributions.base`). SmoothGrad² and
   VarGrad are left out by default: they cost as much as SmoothGrad and repeat its story.
 - metrics (:data:`DEFAULT_METRICS`): one per question: is the explanation stable under noise
@@ -45,8 +46,10 @@ Defaults (each overridable):
   (benchmarks/RESULTS.md; tested in ``tests/test_report.py``).
 
 ``--fast`` (:data:`FAST_PROFILE`) changes the defaults above, never an option given explicitly:
-8 midpoint points for integrated gradients (maps within about 12 % of the fine sum), fewer noise
-samples in SmoothGrad (5), max-sensitivity (3) and infidelity (10), 10 deletion/insertion steps,
+the default methods without the costly ones (occlusion and Score-CAM: many passes per image;
+``--methods+=occlusion`` puts one back), 8 midpoint points for integrated gradients (maps within
+about 12 % of the fine sum), fewer noise
+samples in SmoothGrad (5), occlusion's 4 × 4 windows without overlap (stride 4), max-sensitivity (3) and infidelity (10), 10 deletion/insertion steps,
 5 PGD steps in ``topk_intersection@pgd``, the accuracy curve on 200 examples at
 ε ∈ E·{0, ½, 1, 2} under PGD-10 on the cross-entropy and on the margin
 only (no AutoAttack: its robust accuracies are then upper bounds), 4 examples in the figure.
@@ -67,7 +70,7 @@ from jsonargparse import ArgumentParser
 from torch import nn
 
 from attacks import NORMS, PGD, AutoAttack
-from attributions import AttributionMethod, GradCAM, attribution_name, attribution_names, attribution_options, build_attribution
+from attributions import AttributionMethod, attribution_name, attribution_names, attribution_options, build_attribution
 from attributions.grad_cam import default_gradcam_layer
 from concepts import CRP_COMPOSITES, ConceptRelevance
 from datamodules import ImageDataModule, ProbeBatch
@@ -100,7 +103,7 @@ DEFAULT_METHOD_OPTIONS: dict[str, dict[str, Any]] = {"integrated_gradients": {"s
 #: What ``--fast`` changes: each entry replaces the default of the option of that name (an
 #: option given explicitly wins; ``method_options`` and ``metric_options`` are merged per key).
 FAST_PROFILE: dict[str, Any] = {
-    "method_options": {"integrated_gradients": {"steps": 8}, "smoothgrad": {"n_samples": 5}},
+    "method_options": {"integrated_gradients": {"steps": 8}, "smoothgrad": {"n_samples": 5}, "occlusion": {"stride": 4}},
     "metric_options": {"topk_intersection@pgd": {"steps": 5}, "max_sensitivity": {"n_samples": 3},
                        "infidelity": {"n_samples": 10}, "deletion_auc": {"steps": 10}, "insertion_auc": {"steps": 10}},
     "attacks": ("pgd-ce", "pgd-margin"),
@@ -431,6 +434,9 @@ def _attacks(settings: ReportSettings, norm: str, num_classes: int) -> list[PGD 
 
 def _methods(settings: ReportSettings) -> tuple[dict[str, AttributionMethod], dict[str, dict[str, Any]]]:
     names = _check_names("methods", [_method_name(n) for n in settings.methods], attribution_names())
+    if settings.fast and tuple(names) == default_methods():
+        # --fast changes defaults only: the costly methods leave the default list, never a given one
+        names = [n for n in names if not AttributionMethod.registry.entry(n).cls.costly]
     method_options = settings.method_options
     if isinstance(method_options, Mapping):
         method_options = {_method_name(key): value for key, value in method_options.items()}
@@ -600,13 +606,20 @@ def plan_report(settings: ReportSettings, source: Source | None = None) -> Repor
     examples = datamodule.probe_batch(n, seed=settings.seed, split="test")
     accuracy_examples = datamodule.probe_batch(n_accuracy, seed=settings.seed, split="test")
     metrics, metric_options = _metrics(settings, examples, source)
+    attacked = [m for m in metrics if m.endswith("@topk_attack")]
+    fixed = [name for name, method in methods.items() if not method.differentiable]
+    if attacked and fixed:
+        raise ReportError(
+            "metrics",
+            f"metrics {attacked} attack the explanation through its gradient, which methods {fixed} do not have; "
+            "leave those metrics out or those methods (--methods)",
+        )
     model = source.loaded.model.to(device).eval()
     for name, method in methods.items():
-        if isinstance(method, GradCAM):
-            try:
-                method.find_layer(model)
-            except ValueError as error:
-                raise ReportError("method_options", f"method_options of {name!r} must fit the model: {error}") from error
+        try:
+            method.check_model(model)
+        except ValueError as error:
+            raise ReportError("method_options", f"method_options of {name!r} must fit the model: {error}") from error
     crp = _concept_relevance(settings, model, examples.x[:1].to(device))
     figure_rows = _figure_rows(examples, settings.figure_examples)
     return ReportPlan(

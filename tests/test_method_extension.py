@@ -37,7 +37,10 @@ from tests.test_report import tiny_fit
 REPO = Path(__file__).resolve().parents[1]
 NAME = "gradient_power"
 #: The default lists before any method of a project's own (as they were written out by hand).
-REPORT_DEFAULTS = ("saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "grad_cam", "guided_backprop", "edge", "random")
+REPORT_DEFAULTS = (
+    "saliency", "input_x_gradient", "integrated_gradients", "smoothgrad", "grad_cam", "guided_backprop",
+    "lrp", "deeplift", "occlusion", "grad_cam_plus_plus", "score_cam", "edge", "random",
+)  # fmt: skip
 CALLBACK_DEFAULTS = ("saliency", "integrated_gradients")
 
 
