@@ -9,11 +9,9 @@ maps (the time excludes the attribution); focus scores 2 × 2 mosaics (56 × 56)
 images. Quantus has no model-perturbation metric (its column is empty). Median of ``repeats``.
 
     PYTHONPATH=. python benchmarks/metrics_quantus_randomisation.py
-    PYTHONPATH=. python benchmarks/metrics_quantus_randomisation.py --profile
 
-``--profile`` prints instead the mean score of every metric of the two families for saliency,
-integrated gradients and the edge control on a small CNN trained on synthetic shapes (the
-test suite's model: 16×16, 3 classes, 120 Adam steps), on its 64 held-out images.
+The scores of every metric (all families) on the quickstart model are in
+``benchmarks/explanation_profile.md`` (made by ``train.py report``).
 
 Run by hand, never in CI; on a shared machine, say so next to the figures.
 """
@@ -135,42 +133,7 @@ def timings(repeats: int = 3) -> list[dict]:
     return rows
 
 
-def profile() -> list[dict]:
-    """Mean score of each metric per method on the trained test model (see the module docstring)."""
-    from attributions import EdgeDetector, IntegratedGradients
-    from common.mosaics import mosaics_around
-    from tests.trained_model import train_shapes_model
-
-    torch.set_num_threads(1)
-    trained = train_shapes_model()
-    model, x, y, masks = trained.model, trained.x, trained.y, trained.masks
-    rows = []
-    for name, method in (("saliency", Saliency()), ("integrated_gradients", IntegratedGradients()), ("edge", EdgeDetector())):
-        maps = pixel_map(method(model, x, y), "sum")
-        mosaics = mosaics_around(x, y, seed=0, half_size=True)
-        scores = {
-            "random_logit": random_logit(model, x, y, method),
-            "independent_randomisation": independent_randomisation(model, x, y, method),
-            "smoothed_randomisation": smoothed_randomisation(model, x, y, method, n_samples=10),
-            "model_perturbation": model_perturbation(model, x, y, method),
-            "mask_topk_intersection": mask_topk_intersection(maps, masks),
-            "mask_auc": mask_auc(maps, masks),
-            "focus": focus(pixel_map(method(model, mosaics.images, mosaics.labels), "sum"), mosaics.quadrants),
-        }
-        rows.append({"method": name, **{k: float(v.nanmean()) for k, v in scores.items()}})
-    return rows
-
-
 def main() -> None:
-    if "--profile" in sys.argv[1:]:
-        rows = profile()
-        names = [k for k in rows[0] if k != "method"]
-        print("# PYTHONPATH=. python benchmarks/metrics_quantus_randomisation.py --profile")
-        print("| method | " + " | ".join(names) + " |")
-        print("|---|" + "---:|" * len(names))
-        for r in rows:
-            print(f"| {r['method']} | " + " | ".join(f"{r[k]:.3f}" for k in names) + " |")
-        return
     rows = timings()
     print("# PYTHONPATH=. python benchmarks/metrics_quantus_randomisation.py")
     print(f"# torch {torch.__version__}, {platform.machine()}, threads=1, B={BATCH}, median of 3")
