@@ -33,11 +33,11 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-from zennit.canonizers import SequentialMergeBatchNorm
 from zennit.composites import COMPOSITES
 from zennit.core import Composite
 from zennit.rules import Pass
 
+from attributions.lrp import canonizers_for
 from common.modes import ModelMode, module_mode
 from concepts.layers import check_layer
 
@@ -57,12 +57,14 @@ def _normalisation_types(model: nn.Module) -> tuple[type, ...]:
 
 def build_composite(name: str, model: nn.Module) -> Composite:
     """zennit composite ``name`` (one of :data:`CRP_COMPOSITES`) for ``model``, with the
-    BatchNorm canonizer and the normalisation layer passing relevance through."""
+    canonizers LRP uses for it (:func:`attributions.lrp.canonizers_for`: explicit residual sums,
+    BatchNorm merged where that keeps the function) and the normalisation layer passing
+    relevance through."""
     if name not in CRP_COMPOSITES:
         raise ValueError(f"composite must be one of {CRP_COMPOSITES}, got {name!r}")
     normalisation = _normalisation_types(model)
     layer_map = [(normalisation, Pass())] if normalisation else []
-    return COMPOSITES[name](layer_map=layer_map, canonizers=[SequentialMergeBatchNorm()])
+    return COMPOSITES[name](layer_map=layer_map, canonizers=canonizers_for(model))
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 from zennit.attribution import Gradient
 
 from concepts import CRP_COMPOSITES, ConceptRelevance, build_composite
@@ -60,3 +61,25 @@ def test_bad_options_name_the_field(kwargs, field: str) -> None:
     with pytest.raises(ValueError, match=rf"^{field} must"):
         ConceptRelevance(**kwargs)
     assert "epsilon_plus_flat" in CRP_COMPOSITES
+
+
+@pytest.mark.parametrize(("backbone", "shape"), [("small_cnn", (1, 28, 28)), ("preact_resnet18", (3, 32, 32))])
+def test_unconditioned_crp_is_the_report_lrp_map(backbone: str, shape: tuple[int, int, int]) -> None:
+    """CRP and the `lrp` method use the same canonizers: with no channel masked, CRP's input
+    relevance is the `lrp` map, also on a residual network whose BatchNorms must not be merged."""
+    from attributions import build_attribution, default_gradcam_layer
+    from lightning_modules.robust_classifier import build_model
+
+    torch.manual_seed(0)
+    model = build_model(backbone, 4, shape, [0.5] * shape[0], [0.25] * shape[0]).eval()
+    for module in model.modules():  # BatchNorm statistics away from the identity
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.1, 0.1)
+            module.running_var.uniform_(0.5, 1.5)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.1, 0.1)
+    x = torch.rand(2, *shape)
+    target = model(x).argmax(dim=1)
+    relevance, _ = ConceptRelevance(default_gradcam_layer(model)).propagate(model, x, target, None)
+    expected = build_attribution("lrp")(model, x, target)
+    assert torch.allclose(relevance, expected, rtol=0.0, atol=1e-5 * float(expected.abs().max()))
