@@ -37,12 +37,12 @@ class Entry(Generic[T]):
 
     def options(self) -> tuple[str, ...]:
         """The constructor arguments a caller may set (every one the name does not fix)."""
-        parameters = inspect.signature(self.cls).parameters.values()
-        return tuple(
-            p.name
-            for p in parameters
-            if p.name not in self.fixed and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-        )
+        return tuple(name for name in self.defaults())
+
+    def defaults(self) -> dict[str, Any]:
+        """The constructor arguments a caller may set, with their defaults (``inspect.Parameter.empty``
+        for a required one)."""
+        return {p.name: p.default for p in init_parameters(self.cls) if p.name not in self.fixed}
 
     def build(self, **kwargs: Any) -> T:
         """``cls(**fixed, **kwargs)``; a ValueError names the options when one is unknown."""
@@ -132,6 +132,12 @@ class NameRegistry(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def init_parameters(cls: type) -> list[inspect.Parameter]:
+    """The named parameters of ``cls``'s constructor (not ``*args`` or ``**kwargs``), in order."""
+    parameters = inspect.signature(cls).parameters.values()
+    return [p for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
 
 
 def _identity(cls: type) -> str:

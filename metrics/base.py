@@ -22,7 +22,6 @@ Undefined scores are NaN: left out of the mean and counted apart (``undefined``)
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
@@ -32,7 +31,7 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 from attributions import AttributionMethod, pixel_map
-from common.registry import NameRegistry
+from common.registry import NameRegistry, init_parameters
 
 # ---------------------------------------------------------------------------------------------
 # Option checks: each raises a ValueError that names the option and the values it accepts.
@@ -184,8 +183,7 @@ class ExplanationMetric(Metric):
     @classmethod
     def option_names(cls) -> tuple[str, ...]:
         """The options of ``__init__`` (every named parameter but torchmetrics' ``**kwargs``)."""
-        parameters = inspect.signature(cls).parameters.values()
-        return tuple(p.name for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+        return tuple(p.name for p in init_parameters(cls))
 
     def options(self) -> dict[str, Any]:
         """Every option with the value this metric uses (shorthands resolved)."""

@@ -21,7 +21,6 @@ top-k attack run for the metrics that differ only in their similarity).
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
@@ -65,12 +64,7 @@ def metric_spec(name: MetricLike) -> MetricSpec:
         cls = type(name)
         return MetricSpec(name.name, cls, name.options(), tuple(cls.requires), cls.per_layer, cls.higher_is_better)
     entry = ExplanationMetric.registry.entry(name)
-    parameters = inspect.signature(entry.cls).parameters.values()
-    defaults = {
-        p.name: p.default
-        for p in parameters
-        if p.name not in entry.fixed and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-    }
+    defaults = entry.defaults()
     cls = entry.cls
     return MetricSpec(entry.name, cls, defaults, tuple(cls.requires), cls.per_layer, cls.higher_is_better)
 

@@ -35,7 +35,7 @@ from torch import Tensor
 from attacks import EvaluationAttack
 from attacks.explanation import ExplanationAttackResult
 from attributions import pixel_map
-from common.registry import NameRegistry
+from common.registry import NameRegistry, init_parameters
 from metrics.base import (
     ExplanationMetric,
     MeanScore,
@@ -60,9 +60,7 @@ def _shorthand_class(perturbation_cls: type[Perturbation]) -> type[ExplanationRo
     the perturbation has an option without a default."""
     if perturbation_cls in _SHORTHANDS:
         return _SHORTHANDS[perturbation_cls]
-    own = [
-        p for p in inspect.signature(perturbation_cls).parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-    ]
+    own = init_parameters(perturbation_cls)
     if any(p.default is p.empty for p in own):
         _SHORTHANDS[perturbation_cls] = None
         return None
@@ -197,8 +195,8 @@ class Perturbation:
 
     @classmethod
     def option_names(cls) -> tuple[str, ...]:
-        parameters = inspect.signature(cls).parameters.values()
-        return tuple(p.name for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+        """The options of ``__init__``."""
+        return tuple(p.name for p in init_parameters(cls))
 
     def options(self) -> dict[str, Any]:
         """Every option with the value in use (shorthands resolved)."""
