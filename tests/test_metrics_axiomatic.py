@@ -97,7 +97,7 @@ def test_non_sensitivity_counts_disagreements_on_a_linear_model() -> None:
     assert expected.min() > 0
     exact = InputXGradient()(model, x, t)  # W x: zero exactly where the pixel has no effect
     assert non_sensitivity(model, x, t, exact).eq(0).all()
-    assert torch.equal(non_sensitivity(model, x, t, a, rows_per_pass=3), expected)  # batching-free
+    assert torch.equal(non_sensitivity(model, x, t, a, pass_budget=3), expected)  # batching-free
 
 
 def test_non_sensitivity_equals_quantus() -> None:

@@ -57,6 +57,7 @@ from attributions.base import normal_tensor
 from common.modes import module_mode
 from metrics.functional.common import target_scores
 from metrics.functional.faithfulness import Removal, removal_baseline
+from metrics.functional.stacking import resolve_pass_budget
 
 
 def _check_nonnegative(name: str, value: float) -> float:
@@ -107,7 +108,7 @@ def non_sensitivity(
     attribution_eps: float = 1e-5,
     output_eps: float = 1e-5,
     output: str = "logit",
-    rows_per_pass: int = 256,
+    pass_budget: int | None = None,
 ) -> Tensor:
     """Pixels where "no relevance" and "no effect on the logit" disagree, per example (B,).
 
@@ -120,8 +121,9 @@ def non_sensitivity(
         attribution_eps: ε_Φ, on r_i / max_j r_j.
         output_eps: ε_f, on the change of the target's output.
         output: "logit" or "probability" (softmax; Quantus's default for this metric).
-        rows_per_pass: images per forward pass (speed and memory only; scores do not depend on
-            it; 256 is faster on a CPU than larger passes, which leave the cache).
+        pass_budget: M, images per forward pass (speed and memory only; scores do not depend on
+            it; None: the enclosing :func:`~metrics.functional.stacking.pass_budget`, else its
+            default).
 
     Returns:
         (B,) float64 counts in [0, H·W]; lower is better.
@@ -130,8 +132,7 @@ def non_sensitivity(
     output_eps = _check_nonnegative("output_eps", output_eps)
     if output not in ("logit", "probability"):
         raise ValueError(f"output must be one of ('logit', 'probability'), got {output!r}")
-    if isinstance(rows_per_pass, bool) or int(rows_per_pass) != rows_per_pass or rows_per_pass < 1:
-        raise ValueError(f"rows_per_pass must be an integer >= 1, got {rows_per_pass!r}")
+    rows_per_pass = resolve_pass_budget(pass_budget, x)
     b, c, h, w = x.shape
     p = h * w
     r = pixel_map(attribution, "abs_sum").flatten(1).double()  # (B, P)
