@@ -51,6 +51,7 @@ How robustlens's models are handled:
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -207,21 +208,32 @@ class LRP(AttributionMethod, name="lrp"):
         x = inputs.detach().requires_grad_(True)
         composite = self.build_composite(model, x)
         _, _, last = input_layers(model)
-        with torch.no_grad():
-            expected = model(x)
+        expected = None
+        if model.training not in _CANONIZERS_CHECKED.get(model, ()):  # structural: once per model and mode
+            with torch.no_grad():
+                expected = model(x)
         scores: list[Tensor] = []
         handle = last.register_forward_hook(lambda m, args, out: scores.append(args[0])) if last is not None else None
         try:
             with composite.context(model) as modified:
                 output = modified(x)
                 logits = scores[-1] if scores else output
-                check_same_function(model, expected, output)
+                if expected is not None:
+                    check_same_function(model, expected, output)
+                    _CANONIZERS_CHECKED[model] = _CANONIZERS_CHECKED.get(model, frozenset()) | {model.training}
                 relevance = torch.zeros_like(logits).scatter(1, target.long().view(-1, 1), logits.detach().gather(1, target.long().view(-1, 1)))
                 (result,) = torch.autograd.grad(logits, [x], grad_outputs=relevance)
         finally:
             if handle is not None:
                 handle.remove()
         return result
+
+
+#: models whose canonized forward was found equal to their own: whether a canonizer keeps the
+#: function depends on the architecture (a BatchNorm merged into a convolution whose output is also
+#: used elsewhere) and the mode (BatchNorm's statistics), not on the weights, so each model object
+#: is checked on its first call in each mode only.
+_CANONIZERS_CHECKED: weakref.WeakKeyDictionary[nn.Module, frozenset[bool]] = weakref.WeakKeyDictionary()
 
 
 def check_same_function(model: nn.Module, expected: Tensor, output: Tensor) -> None:
